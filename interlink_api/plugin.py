@@ -1,0 +1,106 @@
+"""The API server's client for an interLink plugin (our sidecar, or any other plugin)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+SESSION_HEADER = "InterLink-Http-Session"
+
+# Plugin error bodies are relayed to the VK; cap what we read so a misbehaving plugin cannot
+# make us hold an unbounded body in memory.
+MAX_ERROR_BODY = 64 * 1024
+
+
+class PluginUnreachable(Exception):
+    """The plugin could not be reached, or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class PluginReply:
+    status: int
+    body: bytes
+    content_type: str
+
+
+class PluginClient:
+    """One pooled ``httpx.AsyncClient`` for every call to the plugin, over TCP or a unix socket."""
+
+    def __init__(self, base: str, *, connect_timeout: float, timeout: float,
+                 max_connections: int = 100,
+                 observe: Callable[[str, str, float], None] | None = None) -> None:
+        self.base = base
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections)
+        timeouts = httpx.Timeout(timeout, connect=connect_timeout)
+        if base.startswith("unix://"):
+            transport = httpx.AsyncHTTPTransport(uds=base[len("unix://"):], limits=limits)
+            base_url = "http://plugin"
+        else:
+            transport = httpx.AsyncHTTPTransport(limits=limits)
+            base_url = base
+        self._client = httpx.AsyncClient(base_url=base_url, transport=transport,
+                                         timeout=timeouts, trust_env=False)
+        self._observe = observe
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _headers(self, session: str) -> dict[str, str]:
+        return {"Content-Type": "application/json", SESSION_HEADER: session}
+
+    async def call(self, method: str, path: str, body: bytes, session: str) -> PluginReply:
+        """Send one request and read the whole reply (used for everything but log streams)."""
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            resp = await self._client.request(method, path, content=body,
+                                              headers=self._headers(session))
+            outcome = str(resp.status_code)
+            return PluginReply(resp.status_code, resp.content,
+                               resp.headers.get("content-type", ""))
+        except httpx.HTTPError as exc:
+            raise PluginUnreachable(self._describe(exc, path)) from None
+        finally:
+            if self._observe:
+                self._observe(path, outcome, time.perf_counter() - start)
+
+    async def open_stream(self, method: str, path: str, body: bytes, session: str,
+                          *, follow: bool) -> httpx.Response:
+        """Open a streamed reply; the caller must ``aclose()`` it. Followed logs never time out
+        while idle: a quiet container is not an error."""
+        timeout = httpx.Timeout(None, connect=self._client.timeout.connect) if follow \
+            else self._client.timeout
+        request = self._client.build_request(method, path, content=body,
+                                             headers=self._headers(session), timeout=timeout)
+        start = time.perf_counter()
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            if self._observe:
+                self._observe(path, "error", time.perf_counter() - start)
+            raise PluginUnreachable(self._describe(exc, path)) from None
+        if self._observe:
+            self._observe(path, str(resp.status_code), time.perf_counter() - start)
+        return resp
+
+    def _describe(self, exc: httpx.HTTPError, path: str) -> str:
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        detail = str(exc) or type(exc).__name__
+        return f"call to plugin {self.url(path)} {kind}: {detail}"
+
+
+async def read_limited(resp: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+    """Read at most ``limit`` bytes of a streamed reply."""
+    out = bytearray()
+    async for chunk in resp.aiter_raw():
+        out += chunk
+        if len(out) >= limit:
+            break
+    return bytes(out[:limit])

@@ -1,0 +1,17 @@
+"""Which VK generation is calling: ``legacy`` (0.1.x-0.2.x) or ``current`` (0.5+)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .plugin import SESSION_HEADER
+
+Profile = Literal["legacy", "current"]
+
+
+def detect_profile(forced: str, headers: dict[str, str] | object) -> Profile:
+    """The current VK sends ``InterLink-Http-Session`` on every call; the legacy VK never does."""
+    if forced in ("legacy", "current"):
+        return forced  # type: ignore[return-value]
+    get = getattr(headers, "get")
+    return "current" if get(SESSION_HEADER) else "legacy"
