@@ -183,9 +183,17 @@ class CreateStruct(WireModel):
 # --- status ----------------------------------------------------------------------------------
 
 
+def _omit_empty(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Drop zero values of ``omitempty`` fields, as Go's encoder does."""
+    return {k: v for k, v in data.items() if k not in keys or v}
+
+
 class ContainerStateWaiting(WireModel):
     reason: str = ""
     message: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return _omit_empty(super().to_wire(), "reason", "message")
 
 
 class ContainerStateRunning(WireModel):
@@ -200,6 +208,9 @@ class ContainerStateTerminated(WireModel):
     startedAt: Time = None
     finishedAt: Time = None
     containerID: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return _omit_empty(super().to_wire(), "signal", "reason", "message", "containerID")
 
 
 class ContainerState(WireModel):

@@ -1,0 +1,351 @@
+"""The API server: the VK's endpoints (PROTOCOL.md section 1), forwarding to one plugin."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from interlink_common.config import InterLinkConfig
+from interlink_common.wire import (
+    LogStruct,
+    Pod,
+    PodCreateRequests,
+    WireError,
+    dumps,
+    loads,
+    parse_model,
+    unwrap_single,
+)
+
+from .auth import AuthError, OIDCValidator
+from .cache import StatusCache
+from .log_request import log_request_error
+from .metrics import APIMetrics
+from .plugin import SESSION_HEADER, PluginClient, PluginReply, PluginUnreachable, read_limited
+from .pod_data import retrieved_pod_data
+from .profile import Profile, detect_profile
+
+log = logging.getLogger("interlink.api")
+
+ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+VK_ROUTES = ("/create", "/delete", "/status", "/getLogs", "/pinglink", "/updateCache")
+OPEN_ROUTES = ("/healthz", "/readyz", "/metrics")
+JSON = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Call:
+    """One VK call, as a handler sees it."""
+
+    request: Request
+    body: bytes
+    session: str
+    profile: Profile
+
+
+@dataclass
+class APIServer:
+    cfg: InterLinkConfig
+    plugin: PluginClient
+    cache: StatusCache
+    metrics: APIMetrics
+    validator: OIDCValidator | None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.cfg.MaxBodyBytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def authenticate(self, request: Request) -> Response | None:
+        if self.validator is None:
+            return None
+        try:
+            await self.validator.validate(request.headers.get("authorization"))
+        except AuthError as err:
+            self.metrics.auth_failures.labels(err.reason).inc()
+            log.warning("rejected %s %s from %s: %s", request.method, request.url.path,
+                        request.client.host if request.client else "unix socket", err.message)
+            return PlainTextResponse(f"{'forbidden' if err.status == 403 else 'unauthorized'}: "
+                                     f"{err.message}", status_code=err.status,
+                                     headers={"WWW-Authenticate": err.www_authenticate()})
+        return None
+
+    def plugin_error(self, path: str, reply: PluginReply) -> Response:
+        """A non-200 plugin reply reaches the VK with the plugin's code and message."""
+        text = reply.body.decode("utf-8", "replace").strip() or "(empty body)"
+        return PlainTextResponse(
+            f"plugin {self.plugin.url(path)} answered HTTP {reply.status}: {text}",
+            status_code=reply.status)
+
+    # --- VK endpoints ----------------------------------------------------------------------
+
+    async def create(self, call: Call) -> Response:
+        raw = unwrap_single(loads(call.body, "create request"), "create request")
+        req: PodCreateRequests = parse_model(PodCreateRequests, raw, "create request")
+        if not req.pod.uid:
+            raise WireError("create request: pod.metadata.uid is empty; send the pod as the "
+                            "cluster stores it")
+        data = retrieved_pod_data(req, export_pod_data=self.cfg.ExportPodData).to_wire()
+        payload = [data] if self.cfg.PluginCreateBody == "array" else data
+        reply = await self.plugin.call("POST", "/create", dumps(payload), call.session)
+        self.cache.evict(req.pod.uid)
+        if reply.status != 200:
+            return self.plugin_error("/create", reply)
+        log.info("created pod %s (uid %s)", req.pod.ref(), req.pod.uid)
+        return Response(reply.body, media_type=reply.content_type or JSON)
+
+    async def delete(self, call: Call) -> Response:
+        raw = loads(call.body, "delete request")
+        if not isinstance(raw, dict):
+            raise WireError(f"delete request: expected one pod object, got "
+                            f"{type(raw).__name__}")
+        pod: Pod = parse_model(Pod, raw, "delete request")
+        if not pod.uid:
+            raise WireError("delete request: metadata.uid is empty; send the pod to delete")
+        self.cache.evict(pod.uid)
+        # Forwarded byte for byte: the plugin sees exactly the pod the VK sent.
+        reply = await self.plugin.call("POST", "/delete", call.body, call.session)
+        if reply.status != 200:
+            return self.plugin_error("/delete", reply)
+        log.info("deleted pod %s (uid %s)", pod.ref(), pod.uid)
+        if call.profile == "legacy":
+            gone = [{"name": pod.metadata.name, "UID": pod.uid,
+                     "namespace": pod.metadata.namespace, "containers": None}]
+            return Response(dumps(gone), media_type=JSON)
+        return Response(reply.body, media_type=reply.content_type or "text/plain")
+
+    async def status(self, call: Call) -> Response:
+        data = loads(call.body, "status request") if call.body.strip() else []
+        if not isinstance(data, list):
+            raise WireError(f"status request: expected a JSON array of pods, got "
+                            f"{type(data).__name__}")
+        if not data:
+            return Response(dumps(self.cache.all()), media_type=JSON)
+        uids: list[str] = []
+        stale: list[Any] = []
+        for i, pod in enumerate(data):
+            meta = pod.get("metadata") if isinstance(pod, dict) else None
+            uid = meta.get("uid") if isinstance(meta, dict) else None
+            if not isinstance(uid, str) or not uid:
+                raise WireError(f"status request: pod [{i}] has no metadata.uid")
+            phase = ((pod.get("status") or {}).get("phase")) or ""
+            uids.append(uid)
+            if self.cache.needs_refresh(uid, phase):
+                stale.append(pod)
+        if stale:
+            reply = await self.plugin.call("GET", "/status", dumps(stale), call.session)
+            if reply.status != 200:
+                return self.plugin_error("/status", reply)
+            try:
+                statuses = json.loads(reply.body)
+            except ValueError:
+                statuses = None
+            if not isinstance(statuses, list):
+                return PlainTextResponse(
+                    f"plugin {self.plugin.url('/status')} answered 200 without a JSON array "
+                    "of pod statuses", status_code=502)
+            self.cache.store([s for s in statuses if isinstance(s, dict)])
+        found = [s for s in map(self.cache.get, uids) if s is not None]
+        return Response(dumps(found), media_type=JSON)
+
+    async def get_logs(self, call: Call) -> Response:
+        raw = loads(call.body, "log request")
+        req: LogStruct = parse_model(LogStruct, raw, "log request")
+        problem = log_request_error(req)
+        if problem:
+            return PlainTextResponse(problem, status_code=400)
+        resp = await self.plugin.open_stream("GET", "/getLogs", dumps(req.to_wire()),
+                                             call.session, follow=req.Opts.Follow)
+        if resp.status_code != 200:
+            body = await read_limited(resp)
+            await resp.aclose()
+            return self.plugin_error("/getLogs", PluginReply(resp.status_code, body, ""))
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in resp.aiter_raw():
+                    yield chunk
+            finally:
+                await resp.aclose()
+
+        return StreamingResponse(relay(), media_type=resp.headers.get("content-type",
+                                                                      "text/plain"))
+
+    async def ping(self, call: Call) -> Response:
+        try:
+            reply = await self.plugin.call("GET", "/status", b"[]", call.session)
+        except PluginUnreachable as exc:
+            log.error("ping: %s", exc)
+            return PlainTextResponse("503", status_code=500)
+        if call.profile == "legacy":
+            # The legacy VK parses the body as an integer; 0 asks it for nothing more.
+            if reply.status == 200:
+                return PlainTextResponse("0")
+            return self.plugin_error("/status", reply)
+        return Response(reply.body, status_code=reply.status,
+                        media_type=reply.content_type or JSON)
+
+    async def update_cache(self, call: Call) -> Response:
+        uid = call.body.decode("utf-8", "replace").strip()
+        try:
+            parsed = json.loads(call.body) if call.body.strip() else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, str):
+            uid = parsed
+        elif isinstance(parsed, dict):
+            meta = parsed.get("metadata") if isinstance(parsed.get("metadata"), dict) else {}
+            uid = meta.get("uid") or parsed.get("UID") or ""
+        if uid:
+            self.cache.evict(uid)
+        return PlainTextResponse("Updated cache")
+
+    # --- operations ------------------------------------------------------------------------
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            reply = await self.plugin.call("GET", "/status", b"[]", f"Request-{uuid.uuid4()}")
+        except PluginUnreachable as exc:
+            return PlainTextResponse(f"not ready: {exc}", status_code=503)
+        if reply.status != 200:
+            return PlainTextResponse(
+                f"not ready: plugin {self.plugin.url('/status')} answered HTTP {reply.status}",
+                status_code=503)
+        return PlainTextResponse("ready")
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        self.metrics.cache_size.set(len(self.cache))
+        return Response(self.metrics.render(), media_type=self.metrics.content_type)
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler with what every VK call needs: auth, a bounded body, session, profile,
+    and errors turned into clear answers instead of crashes."""
+
+    async def endpoint(request: Request) -> Response:
+        denied = await server.authenticate(request)
+        if denied is not None:
+            return denied
+        session = request.headers.get(SESSION_HEADER) or f"Request-{uuid.uuid4()}"
+        try:
+            body = await server.read_body(request)
+            call = Call(request, body, session,
+                        detect_profile(server.cfg.Profile, request.headers))
+            response = await handler(call)
+        except BodyTooLarge:
+            response = PlainTextResponse(
+                f"request body larger than MaxBodyBytes ({server.cfg.MaxBodyBytes} bytes); "
+                "raise MaxBodyBytes in the config if such requests are expected",
+                status_code=413)
+        except WireError as exc:
+            response = PlainTextResponse(str(exc), status_code=400)
+        except PluginUnreachable as exc:
+            log.error("%s: %s", request.url.path, exc)
+            response = PlainTextResponse(str(exc), status_code=500)
+        except Exception as exc:  # never crash on input; log what an operator needs
+            log.exception("%s failed", request.url.path)
+            response = PlainTextResponse(f"internal error in {request.url.path}: "
+                                         f"{type(exc).__name__}: {exc}", status_code=500)
+        response.headers[SESSION_HEADER] = session
+        return response
+
+    return endpoint
+
+
+class ObserveMiddleware:
+    """Counts and times every request by route; logs one line per call (never headers)."""
+
+    def __init__(self, app: ASGIApp, metrics: APIMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            path = scope["path"]
+            route = path if path in VK_ROUTES or path in OPEN_ROUTES else "other"
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if route not in OPEN_ROUTES:
+                log.debug("%s %s -> %d in %.1f ms", scope["method"], path, status,
+                          elapsed * 1000)
+
+
+def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None) -> FastAPI:
+    metrics = APIMetrics()
+    plugin = PluginClient(cfg.sidecar_base, connect_timeout=cfg.PluginConnectTimeoutSeconds,
+                          timeout=cfg.PluginTimeoutSeconds,
+                          max_connections=cfg.PluginMaxConnections,
+                          observe=metrics.observe_plugin)
+    server = APIServer(cfg, plugin, StatusCache(), metrics, validator)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if validator is not None:
+            await validator.start()
+        try:
+            yield
+        finally:
+            await plugin.aclose()
+            if validator is not None:
+                await validator.aclose()
+
+    app = FastAPI(title="interLink API", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.server = server
+    for path, handler in (
+        ("/create", server.create),
+        ("/delete", server.delete),
+        ("/status", server.status),
+        ("/getLogs", server.get_logs),
+        ("/pinglink", server.ping),
+        ("/updateCache", server.update_cache),
+    ):
+        app.add_api_route(path, _vk_endpoint(server, handler), methods=ANY_METHOD)
+    app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), methods=["GET", "HEAD"])
+    app.add_api_route("/readyz", server.readyz, methods=["GET", "HEAD"])
+    app.add_api_route("/metrics", server.metrics_endpoint, methods=["GET"])
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
+    return app

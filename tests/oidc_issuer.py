@@ -1,0 +1,251 @@
+"""A real local OIDC issuer for tests and benchmarks.
+
+It serves ``/.well-known/openid-configuration`` and its JWKS over HTTP on 127.0.0.1 (stdlib
+``http.server`` in a background thread), mints tokens with any claims, headers and keys, and
+hand-builds the hostile ones (``alg: none``, HS256 keyed with the RSA public key PEM) that a
+JOSE library would refuse to produce.
+
+    issuer = start_issuer()
+    token = issuer.token(aud="users", groups=["/users"])
+    ...
+    issuer.stop()
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+__all__ = ["LocalIssuer", "start_issuer", "closed_port_url", "b64url"]
+
+SigningKey = RSAKey | ECKey
+
+_EC_ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_json(obj: Any) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_Server"
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        issuer = self.server.issuer
+        path = self.path.split("?", 1)[0]
+        if path == "/.well-known/openid-configuration":
+            with issuer._lock:
+                issuer.discovery_fetches += 1
+            body: Any = {
+                "issuer": issuer.url,
+                "jwks_uri": issuer.url + "/jwks",
+                "id_token_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+            }
+        elif path == "/jwks":
+            with issuer._lock:
+                issuer.jwks_fetches += 1
+            body = issuer.jwks()
+        else:
+            self.send_error(404)
+            return
+        if issuer.fail_status:
+            self.send_error(issuer.fail_status)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    issuer: "LocalIssuer"
+
+
+class LocalIssuer:
+    """The issuer: keys, JWKS, counters and a token mint."""
+
+    def __init__(self, listening: bool = True) -> None:
+        self._lock = threading.Lock()
+        self.jwks_fetches = 0
+        self.discovery_fetches = 0
+        # Set to e.g. 503 to make every endpoint fail while still accepting connections.
+        self.fail_status = 0
+        self._private: dict[str, SigningKey] = {}
+        self._published: list[str] = []
+        # Bind now so the URL is fixed; a bound socket that does not listen refuses connections,
+        # which is what "issuer down" looks like to a client.
+        self._server = _Server(("127.0.0.1", 0), _Handler, bind_and_activate=False)
+        self._server.issuer = self
+        self._server.server_bind()
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+        self._thread: threading.Thread | None = None
+        self.rsa_kid = self.add_key("RSA")
+        self.ec_kid = self.add_key("EC", crv="P-256")
+        if listening:
+            self.listen()
+
+    # --- server ----------------------------------------------------------------------------
+
+    def listen(self) -> None:
+        """Start answering (for an issuer created with ``listening=False``)."""
+        if self._thread is not None:
+            return
+        self._server.server_activate()
+        # A short poll interval keeps stop() (and so every test) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True, name="oidc-issuer")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> "LocalIssuer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- keys ------------------------------------------------------------------------------
+
+    @staticmethod
+    def new_key(kty: str = "RSA", *, crv: str = "P-256", kid: str | None = None,
+                size: int = 2048) -> SigningKey:
+        """A fresh private key that the issuer does not publish."""
+        params = {"kid": kid or uuid.uuid4().hex[:16]}
+        if kty == "RSA":
+            return RSAKey.generate_key(size, parameters=params)
+        if kty == "EC":
+            return ECKey.generate_key(crv, parameters=params)
+        raise ValueError(f"unsupported kty {kty}")
+
+    def add_key(self, kty: str = "RSA", *, crv: str = "P-256", kid: str | None = None,
+                publish: bool = True) -> str:
+        """Generate a key, keep it for signing, publish it in the JWKS unless told not to."""
+        key = self.new_key(kty, crv=crv, kid=kid)
+        kid = str(key.kid)
+        with self._lock:
+            self._private[kid] = key
+            if publish:
+                self._published.append(kid)
+        return kid
+
+    def publish(self, kid: str) -> None:
+        """Add an already generated key to the JWKS (key rotation)."""
+        with self._lock:
+            if kid not in self._published:
+                self._published.append(kid)
+
+    def rotate(self, kty: str = "RSA", *, crv: str = "P-256") -> str:
+        """Publish a new key alongside the old ones; returns its kid."""
+        return self.add_key(kty, crv=crv)
+
+    def key(self, kid: str) -> SigningKey:
+        return self._private[kid]
+
+    def jwks(self) -> dict[str, Any]:
+        with self._lock:
+            kids = list(self._published)
+        keys = []
+        for kid in kids:
+            public = self._private[kid].as_dict(private=False)
+            public.update({"use": "sig", "kid": kid})
+            keys.append(public)
+        return {"keys": keys}
+
+    def public_pem(self, kid: str | None = None) -> bytes:
+        key = self._private[kid or self.rsa_kid]
+        return key.as_pem(private=False)
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def claims(self, overrides: dict[str, Any] | None = None, *, omit: Iterable[str] = (),
+               **kw: Any) -> dict[str, Any]:
+        """Default claims (valid for five minutes, audience "users"), then overrides."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.url, "sub": "test-user", "aud": "users",
+            "iat": now, "nbf": now, "exp": now + 300, "jti": uuid.uuid4().hex,
+        }
+        claims.update(overrides or {})
+        claims.update(kw)
+        for name in omit:
+            claims.pop(name, None)
+        return claims
+
+    def token(self, overrides: dict[str, Any] | None = None, *, key: SigningKey | None = None,
+              alg: str | None = None, kid: str | None = None,
+              headers: dict[str, Any] | None = None, omit: Iterable[str] = (),
+              no_kid: bool = False, **claim_kw: Any) -> str:
+        """Mint a signed token.
+
+        ``key`` defaults to the issuer's RSA key (or its EC key for an ES* ``alg``); ``kid``
+        defaults to that key's kid, pass another to lie about it; ``no_kid`` leaves it out.
+        Claims named like ``wlcg.groups`` go in ``overrides``.
+        """
+        if alg is None:
+            alg = "ES256" if isinstance(key, ECKey) else "RS256"
+        if key is None:
+            key = self._private[self.ec_kid if alg.startswith("ES") else self.rsa_kid]
+        header: dict[str, Any] = {"alg": alg}
+        if not no_kid:
+            header["kid"] = kid if kid is not None else str(key.kid)
+        header.update(headers or {})
+        claims = self.claims(overrides, omit=omit, **claim_kw)
+        return jwt.encode(header, claims, key, algorithms=[alg])
+
+    def none_token(self, overrides: dict[str, Any] | None = None, *, alg: str = "none",
+                   **claim_kw: Any) -> str:
+        """An unsigned ``alg: none`` token (empty signature part)."""
+        header = {"alg": alg, "typ": "JWT", "kid": self.rsa_kid}
+        return f"{_b64url_json(header)}.{_b64url_json(self.claims(overrides, **claim_kw))}."
+
+    def hs256_public_key_token(self, overrides: dict[str, Any] | None = None,
+                               **claim_kw: Any) -> str:
+        """The key-confusion attack: HS256 with the RSA public key PEM as the HMAC secret."""
+        header = {"alg": "HS256", "typ": "JWT", "kid": self.rsa_kid}
+        signing_input = (f"{_b64url_json(header)}."
+                         f"{_b64url_json(self.claims(overrides, **claim_kw))}")
+        mac = hmac.new(self.public_pem(), signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{b64url(mac)}"
+
+
+def start_issuer(*, listening: bool = True) -> LocalIssuer:
+    """Start a local issuer (or, with ``listening=False``, reserve its URL and refuse
+    connections until ``.listen()``). Call ``.stop()`` when done."""
+    return LocalIssuer(listening=listening)
