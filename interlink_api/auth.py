@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -158,23 +159,19 @@ class OIDCValidator:
         self._jwks_uri: str | None = None
         self._keys = _KeyCache()
         self._lock = asyncio.Lock()
-        # Bumped by every fetch attempt, so requests queued on the lock can tell one happened.
+        # Counts finished fetch attempts, so requests queued on the lock can tell one happened.
         self._generation = 0
         self._last_attempt: float | None = None
-        self._client: httpx.AsyncClient | None = None
+        # Built here so that an unreadable CAFile stops the server at startup, not per request.
+        # Proxies from the environment are ignored: the issuer is reached as configured.
+        self._client = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=cfg.CAFile) if cfg.CAFile else True,
+            timeout=cfg.HTTPTimeoutSeconds,
+            trust_env=False,
+            follow_redirects=False,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
-
-    def _http(self) -> httpx.AsyncClient:
-        # Created lazily so the client belongs to the event loop that uses it.
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                verify=self._cfg.CAFile or True,
-                timeout=self._cfg.HTTPTimeoutSeconds,
-                trust_env=False,
-                follow_redirects=False,
-            )
-        return self._client
 
     async def start(self) -> None:
         """Fetch discovery and JWKS now; on failure warn and fetch on the first request."""
@@ -190,16 +187,14 @@ class OIDCValidator:
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()
 
     # --- validation ------------------------------------------------------------------------
 
     async def validate(self, authorization: str | None) -> dict[str, Any]:
         """Return the token's claims, or raise AuthError."""
         token = self._bearer(authorization)
-        header, signing = self._parse(token)
+        header = self._parse(token)
         alg: str = header["alg"]
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
@@ -238,7 +233,7 @@ class OIDCValidator:
             raise _unauthorized("malformed", "token too large")
         return token
 
-    def _parse(self, token: str) -> tuple[dict[str, Any], str]:
+    def _parse(self, token: str) -> dict[str, Any]:
         parts = token.split(".")
         if len(parts) != 3 or not parts[0] or not parts[1]:
             raise _unauthorized("malformed", "token is not a valid JWT")
@@ -252,7 +247,7 @@ class OIDCValidator:
         # and HS256-signed-with-our-public-key tokens.
         if alg not in self._allowed:
             raise _unauthorized("bad_algorithm", f"algorithm {_quoted_safe(alg[:16])} not allowed")
-        return header, parts[0]
+        return header
 
     def _candidates(self, kid: str | None, alg: str) -> list[RSAKey | ECKey]:
         keys = self._keys
@@ -268,6 +263,7 @@ class OIDCValidator:
         want = _FAMILY_KTY[alg[:2]]
         last: AuthError | None = None
         for key in candidates:
+            # joserfc's alg.check_key would refuse too; checking here keeps the reason exact.
             if key.key_type != want:
                 last = _unauthorized("bad_algorithm", "signing key type does not match algorithm")
                 continue
@@ -370,8 +366,8 @@ class OIDCValidator:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            resp = await self._http().get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as err:
+            resp = await self._client.get(url, headers={"Accept": "application/json"})
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
             log.debug("OIDC: GET %s failed: %s", url, type(err).__name__)
             raise self._unavailable() from err
         if resp.status_code != 200:
@@ -391,7 +387,14 @@ class OIDCValidator:
         return doc
 
     async def _fetch_keys(self) -> None:
-        self._generation += 1
+        try:
+            await self._fetch_keys_once()
+        finally:
+            # Bumped once the attempt is over, so every request that queued on the lock while it
+            # ran sees it and reuses its outcome.
+            self._generation += 1
+
+    async def _fetch_keys_once(self) -> None:
         if self._jwks_uri is None:
             doc = await self._get_json(self._discovery_url)
             jwks_uri = doc.get("jwks_uri")

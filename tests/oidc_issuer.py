@@ -18,6 +18,8 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
 import uuid
@@ -94,7 +96,7 @@ class _Server(ThreadingHTTPServer):
 class LocalIssuer:
     """The issuer: keys, JWKS, counters and a token mint."""
 
-    def __init__(self, listening: bool = True) -> None:
+    def __init__(self, listening: bool = True, fresh_keys: bool = False, tls: bool = False) -> None:
         self._lock = threading.Lock()
         self.jwks_fetches = 0
         self.discovery_fetches = 0
@@ -108,10 +110,23 @@ class LocalIssuer:
         self._server.issuer = self
         self._server.server_bind()
         host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        # With tls, ca_file is the PEM of the self-signed server certificate to trust.
+        self.ca_file: str | None = None
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        if tls:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="oidc-issuer-")
+            cert, key = _self_signed_cert(self._tmpdir.name, host)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self.ca_file = cert
+        self.url = f"{'https' if tls else 'http'}://{host}:{port}"
         self._thread: threading.Thread | None = None
-        self.rsa_kid = self.add_key("RSA")
-        self.ec_kid = self.add_key("EC", crv="P-256")
+        rsa, ec = _default_keys() if not fresh_keys else (self.new_key("RSA"), self.new_key("EC"))
+        for key in (rsa, ec):
+            self._private[str(key.kid)] = key
+            self._published.append(str(key.kid))
+        self.rsa_kid, self.ec_kid = str(rsa.kid), str(ec.kid)
         if listening:
             self.listen()
 
@@ -134,6 +149,9 @@ class LocalIssuer:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
 
     def __enter__(self) -> "LocalIssuer":
         return self
@@ -245,7 +263,55 @@ class LocalIssuer:
         return f"{signing_input}.{b64url(mac)}"
 
 
-def start_issuer(*, listening: bool = True) -> LocalIssuer:
+_DEFAULT_KEYS: tuple[RSAKey, ECKey] | None = None
+
+
+def _default_keys() -> tuple[RSAKey, ECKey]:
+    # RSA generation dominates test time; issuers differ by URL, so they may share the two
+    # default keys. Keys added later (rotation, strangers) are always fresh.
+    global _DEFAULT_KEYS
+    if _DEFAULT_KEYS is None:
+        rsa = RSAKey.generate_key(2048, parameters={"kid": uuid.uuid4().hex[:16]})
+        ec = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:16]})
+        _DEFAULT_KEYS = (rsa, ec)
+    return _DEFAULT_KEYS
+
+
+def _self_signed_cert(folder: str, ip: str) -> tuple[str, str]:
+    """Write a one-day self-signed certificate for ``ip``; returns (cert path, key path)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oidc-issuer-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = f"{folder}/cert.pem", f"{folder}/key.pem"
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def start_issuer(*, listening: bool = True, fresh_keys: bool = False,
+                 tls: bool = False) -> LocalIssuer:
     """Start a local issuer (or, with ``listening=False``, reserve its URL and refuse
-    connections until ``.listen()``). Call ``.stop()`` when done."""
-    return LocalIssuer(listening=listening)
+    connections until ``.listen()``); ``fresh_keys`` gives it its own default keys instead of
+    the process-wide pair; ``tls`` serves https with a self-signed certificate whose PEM is at
+    ``.ca_file``. Call ``.stop()`` when done."""
+    return LocalIssuer(listening=listening, fresh_keys=fresh_keys, tls=tls)

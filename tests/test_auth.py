@@ -457,9 +457,11 @@ def test_unknown_kid_refetch_is_rate_limited(issuer: LocalIssuer) -> None:
     run(cfg, body, now=clock)
 
 
-def test_concurrent_unknown_kid_share_one_refetch(issuer: LocalIssuer) -> None:
+@pytest.mark.parametrize("min_refetch", [0, 30])
+def test_concurrent_unknown_kid_share_one_refetch(issuer: LocalIssuer, min_refetch: int) -> None:
+    # With no rate limit at all (0) only the lock keeps the waiters from fetching again.
     clock = Clock()
-    cfg = make_cfg(issuer.url, JWKSMinRefetchSeconds=30)
+    cfg = make_cfg(issuer.url, JWKSMinRefetchSeconds=min_refetch)
 
     async def body(v: OIDCValidator) -> None:
         new_kid = issuer.rotate("EC")
@@ -559,6 +561,18 @@ def test_issuer_unreachable_is_not_retried_on_every_request() -> None:
 def test_issuer_answers_errors(issuer: LocalIssuer) -> None:
     issuer.fail_status = 500
     expect_error(make_cfg(issuer.url), f"Bearer {issuer.token()}", 401, "jwks_unavailable")
+
+
+def test_tls_issuer_needs_ca_file() -> None:
+    iss = start_issuer(tls=True)
+    try:
+        assert iss.url.startswith("https://") and iss.ca_file
+        token = iss.token()
+        assert validate(make_cfg(iss.url, CAFile=iss.ca_file), token)["iss"] == iss.url
+        # Without the CA the self-signed certificate is not trusted: no keys, no access.
+        expect_error(make_cfg(iss.url), f"Bearer {token}", 401, "jwks_unavailable")
+    finally:
+        iss.stop()
 
 
 def test_discovery_url_override(issuer: LocalIssuer) -> None:

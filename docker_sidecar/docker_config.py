@@ -1,0 +1,83 @@
+"""Pure mapping of plans onto the Docker Engine API's create arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docker.types import DeviceRequest, Mount
+
+from .plan import ContainerPlan, InfraPlan
+
+
+def infra_create_args(plan: InfraPlan) -> dict[str, Any]:
+    """Arguments for ``APIClient.create_container`` (``host_config`` given separately)."""
+    return {
+        "image": plan.image,
+        "name": plan.docker_name,
+        "hostname": None if plan.network_mode == "host" else plan.hostname,
+        "labels": plan.labels,
+        "ports": [tuple(k.split("/")) for k in plan.ports] or None,
+    }
+
+
+def infra_host_config(plan: InfraPlan) -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_host_config``."""
+    return {
+        "port_bindings": {k: (ip, port) if ip else port for k, (ip, port) in plan.ports.items()}
+        or None,
+        "extra_hosts": plan.extra_hosts or None,
+        "network_mode": plan.network_mode,
+        "pid_mode": plan.pid_mode,
+        "ipc_mode": plan.ipc_mode,
+        # The infra process only holds namespaces; if Docker restarts, bring it back.
+        "restart_policy": {"Name": "unless-stopped"},
+    }
+
+
+def container_create_args(plan: ContainerPlan, *, labels: dict[str, str] | None = None,
+                          name: str | None = None) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "image": plan.image,
+        "name": name or plan.docker_name,
+        "environment": [f"{k}={v}" for k, v in plan.env],
+        "labels": {**plan.labels, **(labels or {})},
+        "working_dir": plan.working_dir,
+        "user": plan.user,
+        "tty": plan.tty,
+        "stdin_open": plan.stdin_open,
+    }
+    # None keeps the image's value; a list (even empty) replaces it.
+    if plan.entrypoint is not None:
+        args["entrypoint"] = plan.entrypoint
+    if plan.cmd is not None:
+        args["command"] = plan.cmd
+    return args
+
+
+def container_host_config(plan: ContainerPlan, infra_name: str, *,
+                          gpu_uuids: list[str] | None = None,
+                          restart: bool = True) -> dict[str, Any]:
+    mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
+              for m in plan.mounts]
+    config: dict[str, Any] = {
+        "network_mode": f"container:{infra_name}",
+        "ipc_mode": f"container:{infra_name}",
+        "mounts": mounts or None,
+        "privileged": plan.privileged,
+        "cap_add": plan.cap_add or None,
+        "cap_drop": plan.cap_drop or None,
+        "group_add": plan.group_add or None,
+        "read_only": plan.read_only_rootfs,
+        "security_opt": ["no-new-privileges:true"] if plan.no_new_privileges else None,
+        "nano_cpus": plan.nano_cpus,
+        "mem_limit": plan.mem_limit,
+        # No swap beyond the limit, as on a kubelet.
+        "memswap_limit": plan.mem_limit,
+        "mem_reservation": plan.mem_reservation,
+        "cpu_shares": plan.cpu_shares,
+        "restart_policy": plan.restart_policy if restart else None,
+    }
+    if gpu_uuids:
+        config["device_requests"] = [DeviceRequest(driver="nvidia", device_ids=list(gpu_uuids),
+                                                   capabilities=[["gpu"]])]
+    return {k: v for k, v in config.items() if v is not None}

@@ -1,0 +1,410 @@
+"""Pure translation of a pod (as the API sends it) into Docker container plans.
+
+Nothing here talks to Docker or touches the filesystem: the same pod always gives the same plan,
+and a pod we cannot honour raises ``PlanError`` naming the field and the fix before anything is
+created.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interlink_common.wire import ConfigMap, RetrievedPodData, Secret
+
+from . import labels as L
+from .env import EnvError, EnvSources, container_env, entrypoint_and_cmd
+from .fields import FieldError, PodFacts
+from .policy import SidecarPolicy
+from .quantity import QuantityError, byte_count, cpu_millis
+from .volumes import (
+    DirSpec,
+    MountSpec,
+    PodVolumes,
+    VolumeError,
+    VolumePolicy,
+    container_mounts,
+    plan_volumes,
+)
+
+GPU_RESOURCE = "nvidia.com/gpu"
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+class PlanError(ValueError):
+    """The pod cannot be run as asked; the message names the field and what to do."""
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    name: str
+    role: str  # "init" or "main"
+    index: int
+    docker_name: str
+    image: str
+    pull_policy: str
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    env: list[tuple[str, str]]
+    working_dir: str | None
+    mounts: list[MountSpec]
+    mount_dirs: list[DirSpec]
+    user: str | None
+    group_add: list[str]
+    cap_add: list[str]
+    cap_drop: list[str]
+    privileged: bool
+    read_only_rootfs: bool
+    no_new_privileges: bool
+    nano_cpus: int | None
+    mem_limit: int | None
+    mem_reservation: int | None
+    cpu_shares: int | None
+    restart_policy: dict[str, Any] | None
+    tty: bool
+    stdin_open: bool
+    gpus: int
+    labels: dict[str, str]
+    spec: dict[str, Any]  # the container as sent, for probes, hooks and ports by name
+
+
+@dataclass(frozen=True)
+class InfraPlan:
+    docker_name: str
+    image: str
+    hostname: str
+    ports: dict[str, tuple[str, int]]  # "8888/tcp" -> (host IP, host port)
+    extra_hosts: dict[str, str]
+    network_mode: str | None  # "host" with hostNetwork, else Docker's default bridge
+    pid_mode: str | None
+    ipc_mode: str | None
+    labels: dict[str, str]
+
+
+@dataclass
+class PodPlan:
+    uid: str
+    namespace: str
+    name: str
+    restart_policy: str
+    grace_period: int
+    infra: InfraPlan
+    init: list[ContainerPlan]
+    main: list[ContainerPlan]
+    volumes: PodVolumes
+    registry_auth: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def containers(self) -> list[ContainerPlan]:
+        return self.init + self.main
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the pod holds at once: init containers run one at a time, before the mains."""
+        return max([c.gpus for c in self.init] + [sum(c.gpus for c in self.main)])
+
+    @property
+    def job_id(self) -> str:
+        return self.infra.docker_name
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    cpus: int = 1
+    memory: int = 0
+    name: str = ""
+
+
+def default_pull_policy(image: str) -> str:
+    """Kubernetes: ``Always`` for ``:latest`` or untagged images, else ``IfNotPresent``."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def registry_of(image: str) -> str:
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def collect_objects(data: RetrievedPodData) -> tuple[dict[str, ConfigMap], dict[str, Secret],
+                                                     dict[str, ConfigMap]]:
+    config_maps: dict[str, ConfigMap] = {}
+    secrets: dict[str, Secret] = {}
+    projected: dict[str, ConfigMap] = {}
+    for c in data.container or []:
+        for cm in c.configMaps or []:
+            config_maps.setdefault(cm.metadata.name, cm)
+        for s in c.secrets or []:
+            secrets.setdefault(s.metadata.name, s)
+        for pm in c.projectedvolumemaps or []:
+            projected.setdefault(pm.metadata.name, pm)
+    return config_maps, secrets, projected
+
+
+def plan_pod(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path,
+             node: NodeFacts, pod_ip: str = "", host_ip: str = "") -> PodPlan:
+    """Plan every Docker object of the pod; raises ``PlanError`` for anything we cannot honour."""
+    try:
+        return _plan(data, policy, data_root=data_root, node=node, pod_ip=pod_ip, host_ip=host_ip)
+    except (EnvError, VolumeError, FieldError, QuantityError) as exc:
+        raise PlanError(str(exc)) from None
+
+
+def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, node: NodeFacts,
+          pod_ip: str, host_ip: str) -> PodPlan:
+    pod = data.pod.to_wire()
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    uid, namespace, name = meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", "")
+    if not uid:
+        raise PlanError("metadata.uid is empty; the VK always sends the pod's UID")
+    if not name or not namespace:
+        raise PlanError("metadata.name and metadata.namespace must be set")
+    if not spec.get("containers"):
+        raise PlanError("spec.containers is empty; a pod needs at least one container")
+    _check_host_namespaces(spec, policy)
+
+    restart = spec.get("restartPolicy") or "Always"
+    if restart not in RESTART_POLICIES:
+        raise PlanError(f"spec.restartPolicy {restart!r} is not one of {', '.join(RESTART_POLICIES)}")
+
+    config_maps, secrets, projected = collect_objects(data)
+    facts = PodFacts.from_pod(pod, node_name=node.name, pod_ip=pod_ip, host_ip=host_ip)
+    pod_sc = spec.get("securityContext") or {}
+    volumes = plan_volumes(
+        pod, config_maps=config_maps, secrets=secrets, projected_maps=projected, facts=facts,
+        pod_dir=data_root / "pods" / uid, claims_root=data_root / "claims",
+        policy=VolumePolicy(tuple(policy.HostPathPrefixes)), volume_prefix=L.volume_prefix(uid),
+        run_as_uid=_int_or_none(pod_sc.get("runAsUser"), "spec.securityContext.runAsUser"),
+        fs_group=_int_or_none(pod_sc.get("fsGroup"), "spec.securityContext.fsGroup"))
+    sources = EnvSources.from_objects(config_maps.values(), secrets.values())
+
+    seen: set[str] = set()
+    plans: dict[str, list[ContainerPlan]] = {"init": [], "main": []}
+    for role, key in (("init", "initContainers"), ("main", "containers")):
+        for i, container in enumerate(spec.get(key) or []):
+            where = f"spec.{key}[{i}]"
+            if not isinstance(container, dict):
+                raise PlanError(f"{where}: expected a container object")
+            cname = container.get("name") or ""
+            if not _DNS1123_LABEL.match(cname) or len(cname) > 63:
+                raise PlanError(f"{where}.name {cname!r} is not a valid container name "
+                                "(DNS-1123 label)")
+            if cname in seen:
+                raise PlanError(f"{where}.name {cname!r} is used twice in the pod")
+            seen.add(cname)
+            plans[role].append(_plan_container(
+                container, role, i, where, pod=pod, facts=facts, sources=sources,
+                volumes=volumes, policy=policy, node=node, restart=restart))
+
+    infra = InfraPlan(
+        docker_name=L.infra_name(namespace, name, uid),
+        image=policy.InfraImage,
+        hostname=(spec.get("hostname") or name)[:63],
+        ports=_host_ports(spec),
+        extra_hosts=_host_aliases(spec),
+        network_mode="host" if spec.get("hostNetwork") else None,
+        pid_mode="host" if spec.get("hostPID") else None,
+        ipc_mode="host" if spec.get("hostIPC") else "shareable",
+        labels={**L.pod_labels(uid, namespace, name), L.ROLE: L.ROLE_INFRA,
+                L.CONTAINER: "POD"},
+    )
+    grace = meta.get("deletionGracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds")
+    if grace is None:
+        grace = policy.DefaultGracePeriodSeconds
+    return PodPlan(uid=uid, namespace=namespace, name=name, restart_policy=restart,
+                   grace_period=max(0, int(grace)), infra=infra, init=plans["init"],
+                   main=plans["main"], volumes=volumes,
+                   registry_auth=_registry_auth(spec, secrets))
+
+
+def _check_host_namespaces(spec: dict[str, Any], policy: SidecarPolicy) -> None:
+    for key, allowed, config_key in (("hostNetwork", policy.AllowHostNetwork, "AllowHostNetwork"),
+                                     ("hostPID", policy.AllowHostPID, "AllowHostPID"),
+                                     ("hostIPC", policy.AllowHostIPC, "AllowHostIPC")):
+        if spec.get(key) and not allowed:
+            raise PlanError(f"spec.{key} is not allowed on this node; an operator can allow it "
+                            f"with Sidecar.{config_key}: true in the sidecar config")
+
+
+def _int_or_none(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PlanError(f"{where} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _plan_container(container: dict[str, Any], role: str, index: int, where: str, *,
+                    pod: dict[str, Any], facts: PodFacts, sources: EnvSources,
+                    volumes: PodVolumes, policy: SidecarPolicy, node: NodeFacts,
+                    restart: str) -> ContainerPlan:
+    meta, spec = pod["metadata"], pod["spec"]
+    image = container.get("image") or ""
+    if not image.strip():
+        raise PlanError(f"{where}.image is empty; set the image to run")
+    pull = container.get("imagePullPolicy") or default_pull_policy(image)
+    if pull not in PULL_POLICIES:
+        raise PlanError(f"{where}.imagePullPolicy {pull!r} is not one of {', '.join(PULL_POLICIES)}")
+
+    env_pairs = container_env(container, facts, sources, field_prefix=where,
+                              node_cpu=node.cpus, node_memory=node.memory)
+    entrypoint, cmd = entrypoint_and_cmd(container, dict(env_pairs))
+    mounts, mount_dirs = container_mounts(container, volumes, field_prefix=where)
+
+    pod_sc = spec.get("securityContext") or {}
+    sc = container.get("securityContext") or {}
+    run_as_user = _int_or_none(sc.get("runAsUser", pod_sc.get("runAsUser")),
+                               f"{where}.securityContext.runAsUser")
+    run_as_group = _int_or_none(sc.get("runAsGroup", pod_sc.get("runAsGroup")),
+                                f"{where}.securityContext.runAsGroup")
+    if run_as_group is not None and run_as_user is None:
+        raise PlanError(f"{where}.securityContext.runAsGroup needs runAsUser on this node "
+                        "(Docker sets a group only together with a user)")
+    user = None if run_as_user is None else (
+        f"{run_as_user}:{run_as_group}" if run_as_group is not None else str(run_as_user))
+    groups = [str(g) for g in pod_sc.get("supplementalGroups") or []]
+    if pod_sc.get("fsGroup") is not None:
+        groups.append(str(pod_sc["fsGroup"]))
+    privileged = bool(sc.get("privileged"))
+    if privileged and not policy.AllowPrivileged:
+        raise PlanError(f"{where}.securityContext.privileged is not allowed on this node; an "
+                        "operator can allow it with Sidecar.AllowPrivileged: true in the "
+                        "sidecar config (JupyterHub: or set singleuser.cloudMetadata."
+                        "blockWithIptables: false to drop the privileged init container)")
+    caps = sc.get("capabilities") or {}
+
+    limits = (container.get("resources") or {}).get("limits") or {}
+    requests = (container.get("resources") or {}).get("requests") or {}
+    gpus = _gpu_count(limits, requests, where)
+    nano_cpus = cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") is not None else None
+    mem_limit = byte_count(limits["memory"]) if limits.get("memory") is not None else None
+    if mem_limit is not None and mem_limit < 6 * 1024 * 1024:
+        raise PlanError(f"{where}.resources.limits.memory {limits['memory']!r} is below "
+                        "Docker's minimum of 6Mi")
+    cpu_request = requests.get("cpu")
+    shares = max(2, cpu_millis(cpu_request) * 1024 // 1000) if cpu_request is not None else None
+    mem_request = requests.get("memory")
+
+    docker_restart = None
+    if role == "main" and restart == "Always":
+        docker_restart = {"Name": "always"}
+    elif role == "main" and restart == "OnFailure":
+        docker_restart = {"Name": "on-failure"}
+
+    uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
+    return ContainerPlan(
+        name=container["name"], role=role, index=index,
+        docker_name=L.container_name(namespace, name, container["name"], uid),
+        image=image.strip(), pull_policy=pull, entrypoint=entrypoint, cmd=cmd, env=env_pairs,
+        working_dir=container.get("workingDir") or None, mounts=mounts, mount_dirs=mount_dirs,
+        user=user, group_add=groups,
+        cap_add=[str(c) for c in caps.get("add") or []],
+        cap_drop=[str(c) for c in caps.get("drop") or []],
+        privileged=privileged, read_only_rootfs=bool(sc.get("readOnlyRootFilesystem")),
+        no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
+        nano_cpus=nano_cpus, mem_limit=mem_limit,
+        mem_reservation=byte_count(mem_request) if mem_request is not None else None,
+        cpu_shares=shares, restart_policy=docker_restart,
+        tty=bool(container.get("tty")), stdin_open=bool(container.get("stdin")), gpus=gpus,
+        labels={**L.pod_labels(uid, namespace, name), L.CONTAINER: container["name"],
+                L.ROLE: role, L.INDEX: str(index)},
+        spec=container,
+    )
+
+
+def _gpu_count(limits: dict[str, Any], requests: dict[str, Any], where: str) -> int:
+    raw_limit, raw_request = limits.get(GPU_RESOURCE), requests.get(GPU_RESOURCE)
+    if raw_limit is None and raw_request is None:
+        return 0
+    if raw_limit is None:
+        raise PlanError(f"{where}.resources.limits.{GPU_RESOURCE} must be set when requests "
+                        f"ask for GPUs (Kubernetes requires requests to equal limits)")
+    try:
+        count = int(str(raw_limit))
+    except ValueError:
+        raise PlanError(f"{where}.resources.limits.{GPU_RESOURCE} {raw_limit!r} must be a "
+                        "whole number") from None
+    if raw_request is not None and str(raw_request) != str(raw_limit):
+        raise PlanError(f"{where}.resources: requests.{GPU_RESOURCE} ({raw_request}) must "
+                        f"equal limits.{GPU_RESOURCE} ({raw_limit})")
+    if count < 0:
+        raise PlanError(f"{where}.resources.limits.{GPU_RESOURCE} must not be negative")
+    return count
+
+
+def _host_ports(spec: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    ports: dict[str, tuple[str, int]] = {}
+    used: dict[tuple[str, int, str], str] = {}
+    for key in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(key) or []):
+            for j, port in enumerate((container or {}).get("ports") or []):
+                host_port = port.get("hostPort")
+                if not host_port:
+                    continue
+                where = f"spec.{key}[{i}].ports[{j}]"
+                protocol = (port.get("protocol") or "TCP").lower()
+                if protocol not in ("tcp", "udp", "sctp"):
+                    raise PlanError(f"{where}.protocol {port.get('protocol')!r} is not TCP, UDP "
+                                    "or SCTP")
+                container_port = port.get("containerPort")
+                if not isinstance(container_port, int) or not 0 < container_port < 65536:
+                    raise PlanError(f"{where}.containerPort must be a port number")
+                if not isinstance(host_port, int) or not 0 < host_port < 65536:
+                    raise PlanError(f"{where}.hostPort must be a port number")
+                host_ip = port.get("hostIP") or ""
+                clash = used.get((host_ip, host_port, protocol))
+                if clash:
+                    raise PlanError(f"{where}.hostPort {host_port}/{protocol} is already used "
+                                    f"by {clash} in the same pod")
+                used[(host_ip, host_port, protocol)] = where
+                ports[f"{container_port}/{protocol}"] = (host_ip, host_port)
+    return ports
+
+
+def _host_aliases(spec: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for alias in spec.get("hostAliases") or []:
+        for host in alias.get("hostnames") or []:
+            out[host] = alias.get("ip", "")
+    return out
+
+
+def _registry_auth(spec: dict[str, Any], secrets: dict[str, Secret]) -> dict[str, dict[str, str]]:
+    """Registry credentials from ``imagePullSecrets`` of type dockerconfigjson."""
+    auths: dict[str, dict[str, str]] = {}
+    for i, ref in enumerate(spec.get("imagePullSecrets") or []):
+        secret = secrets.get((ref or {}).get("name", ""))
+        if secret is None:
+            continue  # the VK only sends secrets it was asked for; the pull may still work
+        raw = (secret.data or {}).get(".dockerconfigjson")
+        text = base64.b64decode(raw).decode() if raw else (secret.stringData or {}).get(
+            ".dockerconfigjson", "")
+        if not text:
+            continue
+        try:
+            config = json.loads(text)
+        except ValueError:
+            raise PlanError(f"spec.imagePullSecrets[{i}]: secret {secret.metadata.name!r} has "
+                            "no valid .dockerconfigjson") from None
+        for registry, entry in (config.get("auths") or {}).items():
+            username, password = entry.get("username", ""), entry.get("password", "")
+            if not username and entry.get("auth"):
+                username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            host = registry.split("://", 1)[-1].split("/", 1)[0]
+            if host in ("index.docker.io", "registry-1.docker.io"):
+                host = "docker.io"
+            auths[host] = {"username": username, "password": password}
+    return auths

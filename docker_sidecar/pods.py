@@ -1,0 +1,518 @@
+"""The pod manager: brings pods up in the background, tears them down, answers status, and
+rebuilds everything from Docker and the data root after a restart.
+
+State lives in two places only: Docker (containers and volumes, labelled with the pod's
+identity) and the pod's directory (``<data root>/pods/<uid>``: the create request, so a
+half-created pod can be finished, and the pod's volume files). Memory holds nothing that
+cannot be rebuilt from those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from interlink_common.wire import (
+    ContainerStateTerminated,
+    CreateStruct,
+    PodStatus,
+    RetrievedPodData,
+)
+
+from . import labels as L
+from .docker_config import (
+    container_create_args,
+    container_host_config,
+    infra_create_args,
+    infra_host_config,
+)
+from .engine import Engine, EngineError
+from .plan import ContainerPlan, NodeFacts, PlanError, PodPlan, plan_pod, registry_of
+from .policy import SidecarPolicy
+from .probes import ReadinessProbes
+from .status import ContainerFacts, Waiting, container_status, not_found_status
+from .tracker import Tracker, has_stopped
+from .volumes import VolumeError, materialize, remove_pod_dir
+
+log = logging.getLogger("interlink.sidecar.pods")
+T = TypeVar("T")
+
+REQUEST_FILE = "request.json"
+
+
+@dataclass
+class PodRecord:
+    uid: str
+    namespace: str
+    name: str
+    plan: PodPlan | None  # None when the create request was lost: report, cannot finish
+    pod: dict[str, Any]
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    init_failed: ContainerStateTerminated | None = None
+    init_failed_name: str = ""
+    pod_ip: str = ""
+    task: asyncio.Task[None] | None = None
+    created: float = field(default_factory=time.time)
+
+    @property
+    def job_id(self) -> str:
+        return self.plan.job_id if self.plan else L.infra_name(self.namespace, self.name, self.uid)
+
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a Docker call in a worker thread. If the caller is cancelled, the call still runs
+    to its end before the cancellation goes on, so whoever waits for the cancelled task sees
+    every container it created."""
+    loop = asyncio.get_running_loop()
+    fut = loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await fut
+        raise
+
+
+class PodManager:
+    def __init__(self, engine: Engine, tracker: Tracker, policy: SidecarPolicy, *,
+                 data_root: Path, node: NodeFacts) -> None:
+        self.engine = engine
+        self.tracker = tracker
+        self.policy = policy
+        self.data_root = data_root
+        self.node = node
+        self.records: dict[str, PodRecord] = {}
+        self.probes = ReadinessProbes()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.data_root / "pods" / uid
+
+    def plan(self, data: RetrievedPodData, pod_ip: str = "") -> PodPlan:
+        return plan_pod(data, self.policy, data_root=self.data_root, node=self.node,
+                        pod_ip=pod_ip, host_ip=self.node.host_ip)
+
+    # --- create -----------------------------------------------------------------------------
+
+    async def create(self, data: RetrievedPodData) -> CreateStruct:
+        """Validate synchronously, then bring the pod up in the background."""
+        uid = data.pod.uid
+        async with self._lock(uid):
+            existing = self.records.get(uid)
+            if existing is not None:
+                return CreateStruct(PodUID=uid, PodJID=existing.job_id)
+            plan = self.plan(data)
+            if plan.gpus:
+                raise PlanError(f"the pod asks for {plan.gpus} nvidia.com/gpu but GPU support "
+                                "is not enabled on this node")
+            self._check_host_ports(plan)
+            await blocking(self._prepare, data, plan)
+            record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name, plan=plan,
+                               pod=data.pod.to_wire())
+            self.records[uid] = record
+            record.task = asyncio.create_task(self._bring_up(record, data))
+            log.info("accepted pod %s (uid %s)", record.ref(), uid)
+            return CreateStruct(PodUID=uid, PodJID=plan.job_id)
+
+    def _prepare(self, data: RetrievedPodData, plan: PodPlan) -> None:
+        """Write the request and the volume files before answering, so that a restart right
+        after the answer can still finish the pod. On failure nothing is left behind."""
+        pod_dir = self.pod_dir(plan.uid)
+        try:
+            pod_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(pod_dir, 0o711)
+            extra = [d for c in plan.containers for d in c.mount_dirs]
+            materialize(plan.volumes, extra)
+            tmp = pod_dir / (REQUEST_FILE + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data.to_wire(), f)
+            os.replace(tmp, pod_dir / REQUEST_FILE)
+        except (VolumeError, OSError) as exc:
+            remove_pod_dir(pod_dir)
+            raise PlanError(f"cannot prepare the pod's volumes: {exc}") from None
+
+    def _check_host_ports(self, plan: PodPlan) -> None:
+        for key, (ip, port) in plan.infra.ports.items():
+            proto = key.split("/")[1]
+            for other in self.records.values():
+                if other.plan and any(p == port and k.split("/")[1] == proto
+                                      for k, (_, p) in other.plan.infra.ports.items()):
+                    raise PlanError(f"hostPort {port}/{proto} is already used by pod "
+                                    f"{other.ref()} on this node; pick another hostPort")
+            if proto == "tcp":
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind((ip or "0.0.0.0", port))
+                    except OSError as exc:
+                        if exc.errno == errno.EADDRINUSE:
+                            raise PlanError(f"hostPort {port}/tcp is already in use on this "
+                                            "node by another program; pick another hostPort")
+                        raise
+
+    # --- bring-up (idempotent: also finishes pods found half-created after a restart) -----
+
+    async def _bring_up(self, rec: PodRecord, data: RetrievedPodData) -> None:
+        assert rec.plan is not None
+        try:
+            await self._ensure_images(rec)
+            infra = await self._ensure_infra(rec)
+            if infra is None:
+                return
+            rec.pod_ip = _pod_ip(infra)
+            # Re-plan now that the pod IP is known (status.podIP in env and downward API).
+            rec.plan = self.plan(data, rec.pod_ip)
+            for volume in rec.plan.volumes.tmpfs:
+                if volume.name not in await blocking(self.engine.list_volumes, rec.uid):
+                    await blocking(self.engine.create_tmpfs_volume, volume.name,
+                                   volume.size_bytes, L.pod_labels(rec.uid, rec.namespace,
+                                                                   rec.name))
+            if not self._mains_exist(rec):
+                for c in rec.plan.init:
+                    if not await self._run_init(rec, c):
+                        return
+            for c in rec.plan.main:
+                await self._ensure_main(rec, c)
+            for c in rec.plan.main:
+                self.probes.start(rec.uid, c.spec, rec.pod_ip, functools.partial(
+                    self._exec_in, rec.uid, c.name))
+            log.info("pod %s is up", rec.ref())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # report, never leave the pod waiting without a reason
+            log.exception("bringing up pod %s failed", rec.ref())
+            for c in rec.plan.containers:
+                rec.waiting.setdefault(c.name, Waiting("CreateContainerError", str(exc)))
+
+    async def _backoff(self, attempt: int) -> None:
+        delay = min(self.policy.BackoffInitialSeconds * (2 ** attempt),
+                    self.policy.BackoffMaxSeconds)
+        await asyncio.sleep(delay)
+
+    async def _ensure_images(self, rec: PodRecord) -> None:
+        assert rec.plan is not None
+        wanted: dict[str, tuple[str, list[str]]] = {}
+        for c in rec.plan.containers:
+            policy, names = wanted.setdefault(c.image, (c.pull_policy, []))
+            names.append(c.name)
+            if c.pull_policy == "Always":
+                wanted[c.image] = ("Always", names)
+        infra_image = rec.plan.infra.image
+        for image, (policy, names) in [(infra_image, ("IfNotPresent", []))] + list(wanted.items()):
+            attempt = 0
+            while True:
+                error = await self._pull_if_needed(rec, image, policy, names)
+                if error is None:
+                    for n in names:
+                        rec.waiting.pop(n, None)
+                    break
+                reason, message = error
+                targets = names or [c.name for c in rec.plan.containers]
+                for n in targets:
+                    rec.waiting[n] = Waiting(reason if attempt == 0 or reason != "ErrImagePull"
+                                             else "ImagePullBackOff", message)
+                log.warning("pod %s: %s", rec.ref(), message)
+                await self._backoff(attempt)
+                attempt += 1
+
+    async def _pull_if_needed(self, rec: PodRecord, image: str, policy: str,
+                              names: list[str]) -> tuple[str, str] | None:
+        present = await blocking(self.engine.image_id, image) is not None
+        if present and policy != "Always":
+            return None
+        if policy == "Never":
+            return ("ErrImageNeverPull", f"image {image!r} is not on this node and "
+                    "imagePullPolicy is Never")
+        for n in names:
+            rec.waiting[n] = Waiting("ContainerCreating", f"pulling image {image!r}")
+        assert rec.plan is not None
+        auth = rec.plan.registry_auth.get(registry_of(image))
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.engine.pull, image, auth),
+                                   self.policy.PullTimeoutSeconds)
+        except (EngineError, asyncio.TimeoutError) as exc:
+            detail = str(exc) or f"no answer within {self.policy.PullTimeoutSeconds:.0f} s"
+            return ("ErrImagePull", f"pulling image {image!r} failed: {detail}")
+        return None
+
+    async def _ensure_infra(self, rec: PodRecord) -> dict[str, Any] | None:
+        assert rec.plan is not None
+        infra = rec.plan.infra
+        attempt = 0
+        while True:
+            info = await blocking(self.tracker.refresh, infra.docker_name)
+            try:
+                if info is None:
+                    await blocking(self.engine.create, infra_create_args(infra),
+                                   infra_host_config(infra))
+                    info = await blocking(self.tracker.refresh, infra.docker_name)
+                assert info is not None
+                if not info["State"].get("Running") and not self._mains_exist(rec):
+                    await blocking(self.engine.start, infra.docker_name)
+                    info = await blocking(self.tracker.refresh, infra.docker_name)
+                return info
+            except EngineError as exc:
+                message = f"cannot start the pod's network sandbox: {exc}"
+                for c in rec.plan.containers:
+                    rec.waiting[c.name] = Waiting("CreateContainerError", message)
+                log.warning("pod %s: %s", rec.ref(), message)
+                await blocking(self.engine.remove, infra.docker_name)
+                await self._backoff(attempt)
+                attempt += 1
+
+    def _docker_containers(self, rec: PodRecord, role: str, name: str) -> list[dict[str, Any]]:
+        """The Docker containers of one Kubernetes container, oldest attempt first."""
+        found = [c for c in self.tracker.containers_of(rec.uid)
+                 if c["Config"]["Labels"].get(L.ROLE) == role
+                 and c["Config"]["Labels"].get(L.CONTAINER) == name]
+        return sorted(found, key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0")))
+
+    def _mains_exist(self, rec: PodRecord) -> bool:
+        return any(c["Config"]["Labels"].get(L.ROLE) == L.ROLE_MAIN
+                   for c in self.tracker.containers_of(rec.uid))
+
+    async def _create_and_start(self, rec: PodRecord, c: ContainerPlan, *, attempt: int = 0,
+                                restart: bool = True) -> dict[str, Any] | None:
+        """Create and start one container; a failure is recorded as the container's state."""
+        assert rec.plan is not None
+        name = L.container_name(rec.namespace, rec.name, c.name, rec.uid, attempt)
+        extra = {L.ATTEMPT: str(attempt)} if attempt else None
+        try:
+            await blocking(self.engine.create, container_create_args(c, labels=extra, name=name),
+                           container_host_config(c, rec.plan.infra.docker_name,
+                                                 restart=restart))
+        except EngineError as exc:
+            rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
+            log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
+            return None
+        rec.waiting.pop(c.name, None)
+        try:
+            await blocking(self.engine.start, name)
+        except EngineError as exc:
+            # Docker keeps the container with the error in its state; status reports it.
+            log.warning("pod %s: container %s cannot start: %s", rec.ref(), c.name, exc)
+        return await blocking(self.tracker.refresh, name)
+
+    async def _run_init(self, rec: PodRecord, c: ContainerPlan) -> bool:
+        """Run one init container to completion; False when the pod has failed."""
+        assert rec.plan is not None
+        existing = self._docker_containers(rec, L.ROLE_INIT, c.name)
+        attempt = int(existing[-1]["Config"]["Labels"].get(L.ATTEMPT, "0")) if existing else 0
+        info: dict[str, Any] | None = existing[-1] if existing else None
+        while True:
+            if info is None:
+                info = await self._create_and_start(rec, c, attempt=attempt, restart=False)
+                if info is None:  # could not even be created
+                    await self._backoff(attempt)
+                    continue
+            info = await self.tracker.wait_exit(info["Id"])
+            code = int((info or {}).get("State", {}).get("ExitCode", -1) if info else -1)
+            if info is not None and code == 0:
+                return True
+            if rec.plan.restart_policy == "Never":
+                from .status import terminated_from_docker
+                rec.init_failed = terminated_from_docker(info) if info else \
+                    ContainerStateTerminated(exitCode=1, reason="Error",
+                                             message="init container disappeared")
+                rec.init_failed_name = c.name
+                log.info("pod %s: init container %s failed (exit %s); restartPolicy Never",
+                         rec.ref(), c.name, code)
+                return False
+            await self._backoff(attempt)
+            # Keep the previous attempt for Previous logs; drop older ones.
+            for old in self._docker_containers(rec, L.ROLE_INIT, c.name)[:-1]:
+                await blocking(self.engine.remove, old["Id"])
+            attempt += 1
+            info = None
+
+    async def _ensure_main(self, rec: PodRecord, c: ContainerPlan) -> None:
+        existing = self._docker_containers(rec, L.ROLE_MAIN, c.name)
+        if not existing:
+            await self._create_and_start(rec, c)
+            return
+        state = existing[-1]["State"]
+        if state.get("Status") == "created" and not state.get("Error"):
+            # Created but never started: the sidecar stopped in between.
+            with contextlib.suppress(EngineError):
+                await blocking(self.engine.start, existing[-1]["Id"])
+            await blocking(self.tracker.refresh, existing[-1]["Id"])
+
+    async def _exec_in(self, uid: str, name: str, command: list[str], timeout: float) -> int:
+        record = self.records.get(uid)
+        if record is None:
+            return -1
+        found = self._docker_containers(record, L.ROLE_MAIN, name)
+        if not found:
+            return -1
+        code, _ = await asyncio.to_thread(self.engine.exec, found[-1]["Id"], command)
+        return code
+
+    # --- delete -----------------------------------------------------------------------------
+
+    async def delete(self, pod: dict[str, Any]) -> bool:
+        """Stop and remove everything of the pod; True when there was something to delete."""
+        meta = pod.get("metadata") or {}
+        uid = meta.get("uid", "")
+        async with self._lock(uid):
+            record = self.records.pop(uid, None)
+            if record is not None and record.task is not None:
+                record.task.cancel()
+                await asyncio.gather(record.task, return_exceptions=True)
+            self.probes.stop(uid)
+            grace = meta.get("deletionGracePeriodSeconds")
+            if grace is None and record is not None and record.plan is not None:
+                grace = record.plan.grace_period
+            if grace is None:
+                grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds",
+                                                    self.policy.DefaultGracePeriodSeconds)
+            containers = [c for c in await blocking(self.engine.list_managed)
+                          if c["Labels"].get(L.POD_UID) == uid]
+            workloads = [c["Id"] for c in containers if c["Labels"].get(L.ROLE) != L.ROLE_INFRA]
+            infra = [c["Id"] for c in containers if c["Labels"].get(L.ROLE) == L.ROLE_INFRA]
+            await asyncio.gather(*(blocking(self.engine.stop, cid, int(grace))
+                                   for cid in workloads))
+            for cid in workloads + infra:
+                await blocking(self.engine.remove, cid)
+                await blocking(self.tracker.refresh, cid)
+            for volume in await blocking(self.engine.list_volumes, uid):
+                await blocking(self.engine.remove_volume, volume)
+            pod_dir = self.pod_dir(uid)
+            existed = pod_dir.exists()
+            await blocking(remove_pod_dir, pod_dir)
+            self._locks.pop(uid, None)
+            found = record is not None or bool(containers) or existed
+            if found:
+                log.info("deleted pod %s/%s (uid %s)", meta.get("namespace"), meta.get("name"),
+                         uid)
+            return found
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self, pod: dict[str, Any]) -> PodStatus:
+        """The pod's status from memory: no Docker call."""
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        record = self.records.get(uid)
+        if record is None:
+            return not_found_status(pod, f"pod is not known to the Docker sidecar on this node "
+                                    f"(never created here, or already deleted)")
+        by_name: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for c in self.tracker.containers_of(uid):
+            labels = c["Config"]["Labels"]
+            by_name.setdefault((labels.get(L.ROLE, ""), labels.get(L.CONTAINER, "")), []).append(c)
+        specs = _container_specs(record)
+
+        def facts(role: str, name: str, image: str) -> ContainerFacts:
+            found = sorted(by_name.get((role, name), []),
+                           key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0")))
+            latest = found[-1] if found else None
+            waiting = record.waiting.get(name)
+            override = None
+            if role == L.ROLE_MAIN and latest is None and record.init_failed is not None:
+                override = ContainerStateTerminated(
+                    exitCode=record.init_failed.exitCode or 1, reason="InitContainerFailed",
+                    message=f"init container {record.init_failed_name!r} failed "
+                            f"(exit code {record.init_failed.exitCode}) and restartPolicy is "
+                            "Never")
+            elif role == L.ROLE_MAIN and latest is None and waiting is None and \
+                    _init_pending(by_name, specs):
+                waiting = Waiting("PodInitializing")
+            restarts = int(latest["Config"]["Labels"].get(L.ATTEMPT, "0")) if role == L.ROLE_INIT \
+                and latest else int((latest or {}).get("RestartCount") or 0)
+            return ContainerFacts(name=name, image=image, docker=latest, restart_count=restarts,
+                                  waiting=waiting, ready=self.probes.ready(uid, name),
+                                  terminated_override=override)
+
+        return PodStatus(
+            name=record.name, UID=uid, namespace=record.namespace, JID=record.job_id,
+            containers=[container_status(facts(L.ROLE_MAIN, n, i)) for n, i in specs["main"]],
+            initContainers=[container_status(facts(L.ROLE_INIT, n, i))
+                            for n, i in specs["init"]])
+
+    # --- restart safety ---------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild the view from Docker and the data root; finish half-created pods; never
+        stop a running one; remove directories of pods that no longer exist."""
+        await blocking(self.tracker.sync)
+        by_pod = self.tracker.by_pod()
+        pods_root = self.data_root / "pods"
+        dirs = {p.name: p for p in pods_root.iterdir() if p.is_dir()} if pods_root.exists() else {}
+        for uid in sorted(set(by_pod) | set(dirs)):
+            request = dirs.get(uid, Path("/nonexistent")) / REQUEST_FILE
+            if request.exists():
+                try:
+                    data = RetrievedPodData.model_validate(json.loads(request.read_text()))
+                    plan = self.plan(data)
+                except (ValueError, PlanError) as exc:
+                    log.error("pod %s: stored request unusable (%s); reporting only", uid, exc)
+                else:
+                    record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,
+                                       plan=plan, pod=data.pod.to_wire())
+                    self.records[uid] = record
+                    record.task = asyncio.create_task(self._bring_up(record, data))
+                    continue
+            if uid in by_pod:
+                labels = by_pod[uid][0]["Config"]["Labels"]
+                self.records[uid] = PodRecord(uid=uid, namespace=labels.get(L.POD_NAMESPACE, ""),
+                                              name=labels.get(L.POD_NAME, ""), plan=None, pod={})
+                log.warning("pod %s: containers found without their create request; "
+                            "reporting their state only", uid)
+            else:
+                log.info("removing directory of pod %s, which no longer exists", uid)
+                await blocking(remove_pod_dir, dirs[uid])
+        log.info("recovered %d pods", len(self.records))
+
+    async def close(self) -> None:
+        for record in self.records.values():
+            if record.task is not None:
+                record.task.cancel()
+        await asyncio.gather(*(r.task for r in self.records.values() if r.task),
+                             return_exceptions=True)
+        for uid in list(self.records):
+            self.probes.stop(uid)
+
+
+def _pod_ip(infra: dict[str, Any]) -> str:
+    settings = infra.get("NetworkSettings") or {}
+    if settings.get("IPAddress"):
+        return settings["IPAddress"]
+    for net in (settings.get("Networks") or {}).values():
+        if net.get("IPAddress"):
+            return net["IPAddress"]
+    return "127.0.0.1"  # host network
+
+
+def _container_specs(record: PodRecord) -> dict[str, list[tuple[str, str]]]:
+    if record.plan is not None:
+        return {"init": [(c.name, c.image) for c in record.plan.init],
+                "main": [(c.name, c.image) for c in record.plan.main]}
+    spec = record.pod.get("spec") or {}
+    return {"init": [(c["name"], c.get("image", "")) for c in spec.get("initContainers") or []],
+            "main": [(c["name"], c.get("image", "")) for c in spec.get("containers") or []]}
+
+
+def _init_pending(by_name: dict[tuple[str, str], list[dict[str, Any]]],
+                  specs: dict[str, list[tuple[str, str]]]) -> bool:
+    for name, _ in specs["init"]:
+        found = by_name.get((L.ROLE_INIT, name))
+        if not found or not has_stopped(found[-1]) or found[-1]["State"].get("ExitCode"):
+            return True
+    return False

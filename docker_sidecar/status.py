@@ -1,0 +1,120 @@
+"""Pure mapping from Docker's container state to Kubernetes container statuses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from interlink_common.wire import (
+    ContainerState,
+    ContainerStateRunning,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    ContainerStatus,
+    PodStatus,
+)
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+# What the kubelet reports for a container it cannot find; never exit 0 ("Succeeded").
+NOT_FOUND_EXIT_CODE = 137
+
+
+def docker_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 timestamps carry nanoseconds; Go's zero time means never."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6], value.replace("Z", "+00:00"))
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """Everything status needs about one Kubernetes container."""
+
+    name: str
+    image: str
+    docker: dict[str, Any] | None = None  # latest inspect of its Docker container, if any
+    restart_count: int = 0
+    waiting: Waiting | None = None  # why it has no Docker container (yet)
+    ready: bool | None = None  # probe verdict; None when no readiness probe
+    terminated_override: ContainerStateTerminated | None = None
+
+
+def terminated_from_docker(info: dict[str, Any]) -> ContainerStateTerminated:
+    state = info["State"]
+    code = int(state.get("ExitCode") or 0)
+    if state.get("OOMKilled"):
+        reason = "OOMKilled"
+    elif state.get("Error") and not docker_time(state.get("StartedAt")):
+        reason = "StartError"
+    else:
+        reason = "Completed" if code == 0 else "Error"
+    return ContainerStateTerminated(
+        exitCode=code if code or reason == "Completed" else (code or 128),
+        reason=reason, message=state.get("Error") or "",
+        startedAt=docker_time(state.get("StartedAt")),
+        finishedAt=docker_time(state.get("FinishedAt")),
+        containerID=f"docker://{info['Id']}")
+
+
+def container_status(facts: ContainerFacts) -> ContainerStatus:
+    info = facts.docker
+    base = {"name": facts.name, "image": facts.image, "restartCount": facts.restart_count}
+    if facts.terminated_override is not None:
+        return ContainerStatus(**base, state=ContainerState(terminated=facts.terminated_override))
+    if info is None:
+        waiting = facts.waiting or Waiting("ContainerCreating")
+        return ContainerStatus(**base, state=ContainerState(
+            waiting=ContainerStateWaiting(reason=waiting.reason, message=waiting.message)))
+
+    state = info["State"]
+    ids = {"imageID": f"docker://{info.get('Image', '')}", "containerID": f"docker://{info['Id']}"}
+    if state.get("Restarting"):
+        return ContainerStatus(
+            **base, **ids,
+            state=ContainerState(waiting=ContainerStateWaiting(
+                reason="CrashLoopBackOff",
+                message=f"back-off restarting failed container {facts.name}")),
+            lastState=ContainerState(terminated=terminated_from_docker(info)))
+    if state.get("Running"):
+        ready = True if facts.ready is None else facts.ready
+        return ContainerStatus(
+            **base, **ids, ready=ready, started=True,
+            state=ContainerState(running=ContainerStateRunning(
+                startedAt=docker_time(state.get("StartedAt")))))
+    if state.get("Status") == "created" and not state.get("Error"):
+        return ContainerStatus(**base, **ids, state=ContainerState(
+            waiting=ContainerStateWaiting(reason="ContainerCreating")))
+    return ContainerStatus(**base, **ids,
+                           state=ContainerState(terminated=terminated_from_docker(info)))
+
+
+def not_found_status(pod: dict[str, Any], why: str) -> PodStatus:
+    """A pod this sidecar does not know: every container terminated with reason NotFound (an
+    empty list would read as Succeeded to the VK)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+
+    def gone(c: dict[str, Any]) -> ContainerStatus:
+        return ContainerStatus(
+            name=c.get("name", ""), image=c.get("image", ""),
+            state=ContainerState(terminated=ContainerStateTerminated(
+                exitCode=NOT_FOUND_EXIT_CODE, reason="NotFound", message=why)))
+
+    return PodStatus(name=meta.get("name", ""), UID=meta.get("uid", ""),
+                     namespace=meta.get("namespace", ""), JID="",
+                     containers=[gone(c) for c in spec.get("containers") or []] or [
+                         gone({"name": "unknown"})],
+                     initContainers=[gone(c) for c in spec.get("initContainers") or []])
