@@ -119,6 +119,7 @@ class NodeFacts:
     cpus: int = 1
     memory: int = 0
     name: str = ""
+    host_ip: str = ""
 
 
 def default_pull_policy(image: str) -> str:
@@ -153,16 +154,16 @@ def collect_objects(data: RetrievedPodData) -> tuple[dict[str, ConfigMap], dict[
 
 
 def plan_pod(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path,
-             node: NodeFacts, pod_ip: str = "", host_ip: str = "") -> PodPlan:
+             node: NodeFacts, pod_ip: str = "") -> PodPlan:
     """Plan every Docker object of the pod; raises ``PlanError`` for anything we cannot honour."""
     try:
-        return _plan(data, policy, data_root=data_root, node=node, pod_ip=pod_ip, host_ip=host_ip)
+        return _plan(data, policy, data_root=data_root, node=node, pod_ip=pod_ip)
     except (EnvError, VolumeError, FieldError, QuantityError) as exc:
         raise PlanError(str(exc)) from None
 
 
 def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, node: NodeFacts,
-          pod_ip: str, host_ip: str) -> PodPlan:
+          pod_ip: str) -> PodPlan:
     pod = data.pod.to_wire()
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     uid, namespace, name = meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", "")
@@ -179,14 +180,15 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
         raise PlanError(f"spec.restartPolicy {restart!r} is not one of {', '.join(RESTART_POLICIES)}")
 
     config_maps, secrets, projected = collect_objects(data)
-    facts = PodFacts.from_pod(pod, node_name=node.name, pod_ip=pod_ip, host_ip=host_ip)
+    facts = PodFacts.from_pod(pod, node_name=node.name, pod_ip=pod_ip, host_ip=node.host_ip)
     pod_sc = spec.get("securityContext") or {}
     volumes = plan_volumes(
         pod, config_maps=config_maps, secrets=secrets, projected_maps=projected, facts=facts,
         pod_dir=data_root / "pods" / uid, claims_root=data_root / "claims",
         policy=VolumePolicy(tuple(policy.HostPathPrefixes)), volume_prefix=L.volume_prefix(uid),
         run_as_uid=_int_or_none(pod_sc.get("runAsUser"), "spec.securityContext.runAsUser"),
-        fs_group=_int_or_none(pod_sc.get("fsGroup"), "spec.securityContext.fsGroup"))
+        fs_group=_int_or_none(pod_sc.get("fsGroup"), "spec.securityContext.fsGroup"),
+        node_cpu=node.cpus, node_memory=node.memory)
     sources = EnvSources.from_objects(config_maps.values(), secrets.values())
 
     seen: set[str] = set()
@@ -262,7 +264,8 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     env_pairs = container_env(container, facts, sources, field_prefix=where,
                               node_cpu=node.cpus, node_memory=node.memory)
     entrypoint, cmd = entrypoint_and_cmd(container, dict(env_pairs))
-    mounts, mount_dirs = container_mounts(container, volumes, field_prefix=where)
+    mounts, mount_dirs = container_mounts(container, volumes, field_prefix=where,
+                                          env=dict(env_pairs))
 
     pod_sc = spec.get("securityContext") or {}
     sc = container.get("securityContext") or {}

@@ -107,7 +107,7 @@ class PodManager:
 
     def plan(self, data: RetrievedPodData, pod_ip: str = "") -> PodPlan:
         return plan_pod(data, self.policy, data_root=self.data_root, node=self.node,
-                        pod_ip=pod_ip, host_ip=self.node.host_ip)
+                        pod_ip=pod_ip)
 
     # --- create -----------------------------------------------------------------------------
 

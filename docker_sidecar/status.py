@@ -118,3 +118,17 @@ def not_found_status(pod: dict[str, Any], why: str) -> PodStatus:
                      containers=[gone(c) for c in spec.get("containers") or []] or [
                          gone({"name": "unknown"})],
                      initContainers=[gone(c) for c in spec.get("initContainers") or []])
+
+
+def phase_of(status: PodStatus) -> str:
+    """The phase the current VK derives from a status (PROTOCOL.md section 4)."""
+    for c in status.initContainers or []:
+        if c.state.waiting is not None or c.state.running is not None:
+            return "Pending"
+    containers = status.containers or []
+    if any(c.state.running is not None for c in containers):
+        return "Running"
+    if all(c.state.terminated is not None for c in containers):
+        failed = any(c.state.terminated and c.state.terminated.exitCode for c in containers)
+        return "Failed" if failed else "Succeeded"
+    return "Pending"

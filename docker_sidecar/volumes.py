@@ -50,8 +50,9 @@ CLAIM_DIR_MODE = 0o775
 HOST_FILE_MODE = 0o644  # what the kubelet gives FileOrCreate
 
 _KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_RE = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL = re.compile(rf"^{_LABEL_RE}$")
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL_RE}(\.{_LABEL_RE})*$")
 
 
 class VolumeError(ValueError):
@@ -614,12 +615,12 @@ def _pod_memory_limit(pod: dict[str, Any]) -> int | None:
 
 def _plan_host_path(ctx: _Ctx, name: str, spec: dict[str, Any], where: str) -> None:
     kind = spec.get("type") or ""
+    supported = ", ".join(repr(t) for t in HOST_PATH_TYPES)
     if kind in ("CharDevice", "BlockDevice"):
         raise VolumeError(f"{where}.type {kind}: devices cannot be mounted as hostPath volumes on "
-                          f"this node; supported types: {', '.join(repr(t) for t in HOST_PATH_TYPES)}")
+                          f"this node; supported types: {supported}")
     if kind not in HOST_PATH_TYPES:
-        raise VolumeError(f"{where}.type {kind!r} is not a hostPath type; use one of "
-                          f"{', '.join(repr(t) for t in HOST_PATH_TYPES)}")
+        raise VolumeError(f"{where}.type {kind!r} is not a hostPath type; use one of {supported}")
     if not ctx.policy.host_path_prefixes:
         raise VolumeError(f"{where}: hostPath volumes are disabled on this node; an operator can "
                           f"allow directories with {HOST_PATH_PREFIXES_KEY} (e.g. [\"/data\"]) in "

@@ -1,0 +1,238 @@
+"""The sidecar's HTTP API: the interLink plugin endpoints (PROTOCOL.md section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from interlink_common.wire import (
+    LogStruct,
+    NodeResources,
+    PingResponse,
+    RetrievedPodData,
+    WireError,
+    dumps,
+    loads,
+    parse_model,
+    unwrap_single,
+)
+
+from . import labels as L
+from .engine import Engine
+from .logs import first_bytes, log_params
+from .metrics import SidecarMetrics
+from .plan import NodeFacts, PlanError
+from .pods import PodManager
+from .quantity import format_bytes_k8s
+from .status import phase_of
+
+log = logging.getLogger("interlink.sidecar")
+
+ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+JSON = "application/json"
+ROUTES = ("/create", "/delete", "/status", "/getLogs", "/healthz", "/metrics")
+
+
+class LogLookupError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Sidecar:
+    def __init__(self, manager: PodManager, engine: Engine, metrics: SidecarMetrics,
+                 resources: NodeResources) -> None:
+        self.manager = manager
+        self.engine = engine
+        self.metrics = metrics
+        self.resources = resources
+
+    async def create(self, body: bytes) -> Response:
+        raw = unwrap_single(loads(body, "create request"), "create request")
+        data: RetrievedPodData = parse_model(RetrievedPodData, raw, "create request")
+        try:
+            created = await self.manager.create(data)
+        except PlanError as exc:
+            ref = f"{data.pod.metadata.namespace}/{data.pod.metadata.name}"
+            return PlainTextResponse(f"pod {ref} cannot run on this node: {exc}",
+                                     status_code=422)
+        return Response(dumps(created.to_wire()), media_type=JSON)
+
+    async def delete(self, body: bytes) -> Response:
+        pod = loads(body, "delete request")
+        if isinstance(pod, list) and len(pod) == 1:
+            pod = pod[0]
+        if not isinstance(pod, dict) or not (pod.get("metadata") or {}).get("uid"):
+            raise WireError("delete request: expected one pod object with metadata.uid")
+        meta = pod["metadata"]
+        ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        # A client that gives up must not leave a pod half-deleted: the deletion runs as its
+        # own task and finishes either way.
+        if await asyncio.shield(asyncio.ensure_future(self.manager.delete(pod))):
+            return PlainTextResponse(f"pod {ref} deleted")
+        return PlainTextResponse(f"pod {ref} was not found on this node; nothing to delete")
+
+    async def status(self, body: bytes) -> Response:
+        pods = loads(body, "status request") if body.strip() else []
+        if not isinstance(pods, list):
+            raise WireError("status request: expected a JSON array of pods")
+        if not pods:
+            return Response(dumps(self.ping().to_wire()), media_type=JSON)
+        out = []
+        for i, pod in enumerate(pods):
+            if not isinstance(pod, dict) or not (pod.get("metadata") or {}).get("uid"):
+                raise WireError(f"status request: pod [{i}] has no metadata.uid")
+            out.append(self.manager.status(pod).to_wire())
+        return Response(dumps(out), media_type=JSON)
+
+    def ping(self) -> PingResponse:
+        return PingResponse(status="ok", resources=self.resources)
+
+    def find_log_container(self, req: LogStruct) -> str:
+        record = self.manager.records.get(req.PodUID)
+        if record is None:
+            raise LogLookupError(404, f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) "
+                                 "is not known on this node")
+        containers = self.manager.tracker.containers_of(req.PodUID)
+        names = sorted({c["Config"]["Labels"].get(L.CONTAINER, "") for c in containers
+                        if c["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA})
+        name = req.ContainerName
+        if not name:
+            mains = [c for c in containers if c["Config"]["Labels"].get(L.ROLE) == L.ROLE_MAIN]
+            if len({c["Config"]["Labels"][L.CONTAINER] for c in mains}) != 1:
+                raise LogLookupError(400, f"ContainerName is required: pod {record.ref()} has "
+                                     f"containers {', '.join(names) or '(none yet)'}")
+            name = mains[0]["Config"]["Labels"][L.CONTAINER]
+        found = sorted((c for c in containers if c["Config"]["Labels"].get(L.CONTAINER) == name
+                        and c["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA),
+                       key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0")))
+        if not found:
+            raise LogLookupError(404, f"container {name!r} of pod {record.ref()} has no logs "
+                                 f"yet or does not exist; containers with logs: "
+                                 f"{', '.join(names) or '(none yet)'}")
+        if req.Opts.Previous and len(found) > 1:
+            return found[-2]["Id"]
+        return found[-1]["Id"]
+
+    async def get_logs(self, body: bytes) -> Response:
+        req: LogStruct = parse_model(LogStruct, loads(body, "log request"), "log request")
+        try:
+            cid = self.find_log_container(req)
+        except LogLookupError as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        params = log_params(req.Opts)
+        stream = await asyncio.to_thread(self.engine.logs, cid, follow=params.follow,
+                                         tail=params.tail, timestamps=params.timestamps,
+                                         since=params.since)
+        chunks = first_bytes(stream, params.limit_bytes)
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                    yield chunk
+            finally:
+                # Unblocks a reader waiting on a quiet container when the client goes away.
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+
+        return StreamingResponse(relay(), media_type="text/plain")
+
+    def phases(self) -> dict[str, int]:
+        return dict(Counter(phase_of(self.manager.status(
+            {"metadata": {"uid": uid}})) for uid in list(self.manager.records)))
+
+
+class _Observe:
+    def __init__(self, app: ASGIApp, metrics: SidecarMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = scope["path"] if scope["path"] in ROUTES else "other"
+            self.metrics.requests.labels(route, str(status)).inc()
+
+
+def node_resources(engine: Engine, policy: Any) -> tuple[NodeResources, NodeFacts]:
+    info = engine.info()
+    cpus = int(info.get("NCPU") or os.cpu_count() or 1)
+    memory = int(info.get("MemTotal") or 0)
+    resources = NodeResources(cpu=policy.CPU or str(cpus),
+                              memory=policy.Memory or format_bytes_k8s(memory),
+                              pods=str(policy.Pods), accelerators=[])
+    try:
+        host_ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        host_ip = ""
+    node = NodeFacts(cpus=cpus, memory=memory, name=policy.NodeName or info.get("Name", ""),
+                     host_ip=host_ip)
+    return resources, node
+
+
+def create_app(sidecar: Sidecar) -> FastAPI:
+    manager = sidecar.manager
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        # Docker calls block a worker thread each; the default pool (cores + 4) is too small
+        # when many pods start or stop at once.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=64,
+                                                     thread_name_prefix="docker"))
+        manager.tracker.start(loop)
+        await manager.recover()
+        try:
+            yield
+        finally:
+            await manager.close()
+            manager.tracker.stop()
+
+    app = FastAPI(title="interLink Docker sidecar", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+
+    def endpoint(handler: Any) -> Any:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(await request.body())
+            except WireError as exc:
+                return PlainTextResponse(str(exc), status_code=400)
+            except Exception as exc:  # never crash on input; say what failed
+                log.exception("%s failed", request.url.path)
+                return PlainTextResponse(f"internal error in {request.url.path}: "
+                                         f"{type(exc).__name__}: {exc}", status_code=500)
+        return run
+
+    for path, handler in (("/create", sidecar.create), ("/delete", sidecar.delete),
+                          ("/status", sidecar.status), ("/getLogs", sidecar.get_logs)):
+        app.add_api_route(path, endpoint(handler), methods=ANY_METHOD)
+    app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), methods=["GET", "HEAD"])
+    app.add_api_route("/metrics", lambda: Response(sidecar.metrics.render(sidecar.phases),
+                                                   media_type=sidecar.metrics.content_type),
+                      methods=["GET"])
+    app.add_middleware(_Observe, metrics=sidecar.metrics)
+    return app

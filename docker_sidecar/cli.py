@@ -1,0 +1,89 @@
+"""``docker-sidecar``: runs offloaded pods as Docker containers."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from urllib.parse import urlsplit
+
+from interlink_common.config import ConfigError, InterLinkConfig, load_config
+from interlink_common.listen import Listener, parse_listener
+from interlink_common.logconfig import setup_logging
+from interlink_common.serve import serve
+
+from .policy import SidecarPolicy
+
+log = logging.getLogger("interlink.sidecar")
+
+
+def sidecar_listener(cfg: InterLinkConfig) -> Listener:
+    """``Socket`` when set, else ``SidecarPort`` on the host that ``SidecarURL`` names.
+
+    The sidecar has no authentication of its own, so it binds the address the API server dials
+    rather than every interface: loopback in the default set-up.
+    """
+    if cfg.Socket:
+        return parse_listener(cfg.Socket, None, cfg.TLS.model_copy(update={"Enabled": False}),
+                              key="Socket")
+    if cfg.SidecarURL.startswith("unix://"):
+        return parse_listener(cfg.SidecarURL, None, cfg.TLS.model_copy(update={"Enabled": False}),
+                              key="SidecarURL")
+    host = urlsplit(cfg.SidecarURL if "://" in cfg.SidecarURL else f"http://{cfg.SidecarURL}"
+                    ).hostname or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            log.warning("SidecarURL names host %r: listening on every interface; the sidecar "
+                        "has no authentication, so keep its port off untrusted networks", host)
+            host = "0.0.0.0"
+    return parse_listener(f"http://{host}", cfg.SidecarPort,
+                          cfg.TLS.model_copy(update={"Enabled": False}), key="SidecarPort")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="docker-sidecar", description=__doc__)
+    parser.add_argument("--config", help="path of InterLinkConfig.yaml "
+                        "(default: $INTERLINKCONFIGPATH or /etc/interlink/InterLinkConfig.yaml)")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument("--verbose", action="store_true", help="log debug lines")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    try:
+        cfg = load_config(args.config, extra_sections={"Sidecar": SidecarPolicy})
+        listener = sidecar_listener(cfg)
+    except ConfigError as exc:
+        sys.exit(f"docker-sidecar: configuration error:\n{exc}")
+    setup_logging(json_lines=args.log_json or cfg.LogFormat == "json",
+                  verbose=args.verbose or cfg.VerboseLogging, errors_only=cfg.ErrorsOnlyLogging)
+
+    from docker.errors import DockerException
+
+    from .app import Sidecar, create_app, node_resources
+    from .engine import Engine
+    from .metrics import SidecarMetrics
+    from .pods import PodManager
+    from .tracker import Tracker
+
+    policy: SidecarPolicy = getattr(cfg, "Sidecar")
+    metrics = SidecarMetrics()
+    try:
+        engine = Engine.from_env(observe=metrics.observe_docker)
+        resources, node = node_resources(engine, policy)
+    except DockerException as exc:
+        sys.exit(f"docker-sidecar: cannot reach the Docker Engine ({exc}); start dockerd or "
+                 "set DOCKER_HOST")
+    data_root = cfg.data_root.resolve()
+    data_root.mkdir(parents=True, exist_ok=True)
+    manager = PodManager(engine, Tracker(engine), policy, data_root=data_root, node=node)
+    log.info("data root %s; node %s with %s CPUs and %s memory", data_root, node.name,
+             resources.cpu, resources.memory)
+    serve(create_app(Sidecar(manager, engine, metrics, resources)), listener,
+          name="docker-sidecar")
+
+
+if __name__ == "__main__":
+    main()
