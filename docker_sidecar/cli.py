@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     policy: SidecarPolicy = getattr(cfg, "Sidecar")
     metrics = SidecarMetrics()
     try:
-        engine = Engine.from_env(observe=metrics.observe_docker)
+        engine = Engine.from_env(policy.Instance, observe=metrics.observe_docker)
         resources, node = node_resources(engine, policy)
     except DockerException as exc:
         sys.exit(f"docker-sidecar: cannot reach the Docker Engine ({exc}); start dockerd or "

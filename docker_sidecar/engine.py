@@ -29,15 +29,17 @@ def explain(exc: Exception) -> str:
 
 
 class Engine:
-    def __init__(self, api: docker.APIClient, observe: Observe | None = None) -> None:
+    def __init__(self, api: docker.APIClient, instance: str = "default",
+                 observe: Observe | None = None) -> None:
         self.api = api
+        self.instance = instance
         self._observe = observe
 
     @classmethod
-    def from_env(cls, observe: Observe | None = None) -> "Engine":
+    def from_env(cls, instance: str = "default", observe: Observe | None = None) -> "Engine":
         """Connect as the ``docker`` CLI would: ``DOCKER_HOST`` and friends, else the socket."""
         client = docker.from_env(timeout=120, max_pool_size=64)
-        return cls(client.api, observe)
+        return cls(client.api, instance, observe)
 
     def _call(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
@@ -117,7 +119,7 @@ class Engine:
     def list_managed(self) -> list[dict[str, Any]]:
         """Summaries of every container this sidecar made (one call, however many pods)."""
         return self._call("list", self.api.containers, all=True,
-                          filters={"label": f"{L.MANAGED}=true"})
+                          filters={"label": f"{L.MANAGED}={self.instance}"})
 
     def exec(self, cid: str, cmd: list[str]) -> tuple[int, bytes]:
         exec_id = self._call("exec_create", self.api.exec_create, cid, cmd, stdout=True,
@@ -156,7 +158,8 @@ class Engine:
 
     def list_volumes(self, uid: str) -> list[str]:
         result = self._call("volume_list", self.api.volumes,
-                            filters={"label": f"{L.POD_UID}={uid}"})
+                            filters={"label": [f"{L.MANAGED}={self.instance}",
+                                               f"{L.POD_UID}={uid}"]})
         return [v["Name"] for v in result.get("Volumes") or []]
 
     # --- events -----------------------------------------------------------------------------
@@ -164,7 +167,7 @@ class Engine:
     def events(self, since: float | None) -> Any:
         """Container events of managed containers, decoded; ``close()`` ends the stream."""
         return self.api.events(since=since, decode=True,
-                               filters={"type": "container", "label": f"{L.MANAGED}=true"})
+                               filters={"type": "container", "label": f"{L.MANAGED}={self.instance}"})
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

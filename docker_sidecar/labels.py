@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-MANAGED = "io.interlink.managed"
+MANAGED = "io.interlink.managed"  # value: the sidecar instance that owns the object
 POD_UID = "io.interlink.pod.uid"
 POD_NAMESPACE = "io.interlink.pod.namespace"
 POD_NAME = "io.interlink.pod.name"
@@ -44,5 +44,5 @@ def volume_prefix(uid: str) -> str:
     return f"il_{_part(uid)}_"
 
 
-def pod_labels(uid: str, namespace: str, name: str) -> dict[str, str]:
-    return {MANAGED: "true", POD_UID: uid, POD_NAMESPACE: namespace, POD_NAME: name}
+def pod_labels(instance: str, uid: str, namespace: str, name: str) -> dict[str, str]:
+    return {MANAGED: instance, POD_UID: uid, POD_NAMESPACE: namespace, POD_NAME: name}

@@ -218,7 +218,7 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
         network_mode="host" if spec.get("hostNetwork") else None,
         pid_mode="host" if spec.get("hostPID") else None,
         ipc_mode="host" if spec.get("hostIPC") else "shareable",
-        labels={**L.pod_labels(uid, namespace, name), L.ROLE: L.ROLE_INFRA,
+        labels={**L.pod_labels(policy.Instance, uid, namespace, name), L.ROLE: L.ROLE_INFRA,
                 L.CONTAINER: "POD"},
     )
     grace = meta.get("deletionGracePeriodSeconds")
@@ -322,7 +322,8 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
         mem_reservation=byte_count(mem_request) if mem_request is not None else None,
         cpu_shares=shares, restart_policy=docker_restart,
         tty=bool(container.get("tty")), stdin_open=bool(container.get("stdin")), gpus=gpus,
-        labels={**L.pod_labels(uid, namespace, name), L.CONTAINER: container["name"],
+        labels={**L.pod_labels(policy.Instance, uid, namespace, name),
+                L.CONTAINER: container["name"],
                 L.ROLE: role, L.INDEX: str(index)},
         spec=container,
     )

@@ -183,8 +183,8 @@ class PodManager:
             for volume in rec.plan.volumes.tmpfs:
                 if volume.name not in await blocking(self.engine.list_volumes, rec.uid):
                     await blocking(self.engine.create_tmpfs_volume, volume.name,
-                                   volume.size_bytes, L.pod_labels(rec.uid, rec.namespace,
-                                                                   rec.name))
+                                   volume.size_bytes, L.pod_labels(
+                                       self.policy.Instance, rec.uid, rec.namespace, rec.name))
             if not self._mains_exist(rec):
                 for c in rec.plan.init:
                     if not await self._run_init(rec, c):

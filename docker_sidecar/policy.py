@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class SidecarPolicy(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    # Name of this sidecar on its Docker Engine: it only sees and touches objects labelled
+    # with it, so two sidecars (two virtual nodes) can share one engine.
+    Instance: str = Field(default="default", pattern=r"^[a-zA-Z0-9_.-]+$")
     # Image of the per-pod infra container that holds the pod's network namespace.
     InfraImage: str = "registry.k8s.io/pause:3.10"
     # What a pod spec from the cluster may ask for. Off by default: a pod must not get root on

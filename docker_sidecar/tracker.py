@@ -8,6 +8,7 @@ from the last event seen and everything is re-read, so nothing is missed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -36,6 +37,11 @@ class Tracker:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._by_id: dict[str, dict[str, Any]] = {}
+        # Inspects run in several threads at once; each is numbered when it starts so that a
+        # slow, older answer never overwrites a newer one.
+        self._seq = itertools.count()
+        self._version: dict[str, int] = {}
+        self._write = threading.Lock()
         self._exit_waiters: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = \
             defaultdict(list)
         self._listeners: list[Listener] = []
@@ -68,15 +74,24 @@ class Tracker:
 
     def refresh(self, cid: str) -> dict[str, Any] | None:
         """Re-inspect one container (blocking; call from a worker thread)."""
+        seq = next(self._seq)
         info = self.engine.inspect(cid)
-        self._apply(cid, info)
+        self._apply(cid, info, seq)
         return info
 
-    def _apply(self, cid: str, info: dict[str, Any] | None) -> None:
-        if info is None:
-            self._by_id.pop(cid, None)
-        else:
-            self._by_id[cid] = info
+    def _apply(self, cid: str, info: dict[str, Any] | None, seq: int) -> None:
+        key = info["Id"] if info is not None else cid
+        with self._write:
+            if seq < self._version.get(key, -1):
+                return
+            self._version[key] = seq
+            if info is None:
+                self._by_id.pop(cid, None)
+                for known, data in list(self._by_id.items()):
+                    if data.get("Name", "").lstrip("/") == cid:
+                        self._by_id.pop(known, None)
+            else:
+                self._by_id[key] = info
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._notify, cid, info)
 
@@ -93,13 +108,14 @@ class Tracker:
 
     def sync(self) -> None:
         """Read every managed container (blocking; at start and after a broken stream)."""
+        seq = next(self._seq)
         seen = set()
         for summary in self.engine.list_managed():
             seen.add(summary["Id"])
             self.refresh(summary["Id"])
         for cid in list(self._by_id):
             if cid not in seen:
-                self._apply(cid, None)
+                self._apply(cid, None, seq)
 
     async def wait_exit(self, cid: str) -> dict[str, Any] | None:
         """Wait until the container has stopped (or is gone); returns its last inspect."""
@@ -147,8 +163,9 @@ class Tracker:
                     action = str(event.get("Action") or event.get("status") or "")
                     if action.startswith(("exec_", "health_status", "top", "attach")):
                         continue
+                    log.debug("docker event %s %s", action, cid[:12])
                     if action == "destroy":
-                        self._apply(cid, None)
+                        self._apply(cid, None, next(self._seq))
                     else:
                         self.refresh(cid)
             except Exception as exc:

@@ -116,3 +116,21 @@ def start_api(tmp: Path, config: dict[str, Any], *, name: str = "api",
     proc = Proc([sys.executable, "-m", "interlink_api", "--config", str(path),
                  *(extra_args or [])], base, tmp / f"{name}.log")
     return proc.wait_ready() if wait else proc
+
+
+def start_sidecar(tmp: Path, *, instance: str, data_root: Path | None = None,
+                  policy: dict[str, Any] | None = None, port: int | None = None,
+                  name: str = "sidecar", wait: bool = True) -> Proc:
+    """Start ``docker-sidecar`` on a fresh loopback port with its own Docker label instance."""
+    port = port or free_port()
+    config = {
+        "SidecarURL": "http://127.0.0.1", "SidecarPort": port,
+        "DataRootFolder": str(data_root or tmp / "data"),
+        "Sidecar": {"InfraImage": "interlink-test/pause:1", "Instance": instance,
+                    "BackoffInitialSeconds": 0.3, "BackoffMaxSeconds": 1.0,
+                    **(policy or {})},
+    }
+    path = write_config(tmp / f"{name}.yaml", config)
+    proc = Proc([sys.executable, "-m", "docker_sidecar", "--config", str(path)],
+                f"http://127.0.0.1:{port}", tmp / f"{name}.log")
+    return proc.wait_ready() if wait else proc
