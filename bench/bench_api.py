@@ -15,7 +15,10 @@ front of it, both on loopback, and measures:
    time, through the API and (baseline) straight to the plugin.
 
 Everything runs on one machine: the numbers include the client's own CPU, which competes with the
-two servers for the same cores. Compare columns, not absolute values across machines.
+two servers for the same cores (under load the httpx load generator is itself a large CPU user, so
+the baseline throughput is partly client-bound). Compare columns, not absolute values across
+machines; the "server CPU per request" row is the least noisy number on a shared machine.
+The exit status is 1 when the added-latency target is missed or any load request failed.
 """
 
 from __future__ import annotations
@@ -118,12 +121,20 @@ def machine_info() -> str:
         loop_impl = "uvloop available"
     except ImportError:
         loop_impl = "asyncio loop (uvloop not installed)"
-    return (f"- nproc: {os.cpu_count()} ({cpu}); load average before run: {load}\n"
+    try:
+        import sniffio  # noqa: F401
+        sniff = "sniffio installed"
+    except ImportError:
+        # httpcore imports sniffio lazily on every lock/event set-up; a failed import is not
+        # cached, so each plugin call through httpx.AsyncClient pays several sys.path scans.
+        sniff = "sniffio NOT installed (httpcore retries the import on every async request)"
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"- nproc: {nproc} ({cpu}); load average before run: {load}\n"
             f"- python: {sys.version.split()[0]} ({platform.python_implementation()}), "
             f"{platform.system()} {platform.release()}\n"
             f"- uvicorn {uvicorn.__version__} [{http_impl}; {loop_impl}], "
             f"fastapi {fastapi.__version__}, starlette {starlette.__version__}, "
-            f"httpx {httpx.__version__}")
+            f"httpx {httpx.__version__}; {sniff}")
 
 
 # --- 1 + 2: interleaved per-request latency ------------------------------------------------------

@@ -62,8 +62,8 @@ class PodRecord:
     init_failed: ContainerStateTerminated | None = None
     init_failed_name: str = ""
     pod_ip: str = ""
+    container_ids: dict[str, str] = field(default_factory=dict)  # created in this run, by name
     task: asyncio.Task[None] | None = None
-    created: float = field(default_factory=time.time)
 
     @property
     def job_id(self) -> str:
@@ -98,6 +98,8 @@ class PodManager:
         self.records: dict[str, PodRecord] = {}
         self.probes = ReadinessProbes()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Images seen on the engine, and when: spares an inspect per image on every start.
+        self._images_seen: dict[str, float] = {}
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -174,9 +176,11 @@ class PodManager:
         assert rec.plan is not None
         try:
             await self._ensure_images(rec)
-            infra = await self._ensure_infra(rec)
-            if infra is None:
-                return
+            # A pod with no init containers whose spec does not use its own IP can have its
+            # containers created while the sandbox starts.
+            early = not rec.plan.init and not self._mains_exist(rec) and not rec.plan.volumes.tmpfs \
+                and "status.podIP" not in json.dumps(rec.pod)
+            infra = await self._ensure_infra(rec, early=early)
             rec.pod_ip = _pod_ip(infra)
             # Re-plan now that the pod IP is known (status.podIP in env and downward API).
             rec.plan = self.plan(data, rec.pod_ip)
@@ -189,8 +193,7 @@ class PodManager:
                 for c in rec.plan.init:
                     if not await self._run_init(rec, c):
                         return
-            for c in rec.plan.main:
-                await self._ensure_main(rec, c)
+            await asyncio.gather(*(self._ensure_main(rec, c) for c in rec.plan.main))
             for c in rec.plan.main:
                 self.probes.start(rec.uid, c.spec, rec.pod_ip, functools.partial(
                     self._exec_in, rec.uid, c.name))
@@ -235,7 +238,11 @@ class PodManager:
 
     async def _pull_if_needed(self, rec: PodRecord, image: str, policy: str,
                               names: list[str]) -> tuple[str, str] | None:
+        if policy != "Always" and time.monotonic() - self._images_seen.get(image, -1e9) < 60:
+            return None
         present = await blocking(self.engine.image_id, image) is not None
+        if present:
+            self._images_seen[image] = time.monotonic()
         if present and policy != "Always":
             return None
         if policy == "Never":
@@ -251,30 +258,44 @@ class PodManager:
         except (EngineError, asyncio.TimeoutError) as exc:
             detail = str(exc) or f"no answer within {self.policy.PullTimeoutSeconds:.0f} s"
             return ("ErrImagePull", f"pulling image {image!r} failed: {detail}")
+        self._images_seen[image] = time.monotonic()
         return None
 
-    async def _ensure_infra(self, rec: PodRecord) -> dict[str, Any] | None:
+    async def _ensure_infra(self, rec: PodRecord, *, early: bool = False) -> dict[str, Any]:
+        """Create and start the pod's sandbox; with ``early``, create the main containers
+        while it starts."""
         assert rec.plan is not None
         infra = rec.plan.infra
         attempt = 0
         while True:
-            info = await blocking(self.tracker.refresh, infra.docker_name)
+            known = [c for c in self.tracker.containers_of(rec.uid)
+                     if c["Config"]["Labels"].get(L.ROLE) == L.ROLE_INFRA]
+            info = known[0] if known else None
             try:
                 if info is None:
                     await blocking(self.engine.create, infra_create_args(infra),
                                    infra_host_config(infra))
-                    info = await blocking(self.tracker.refresh, infra.docker_name)
+                if info is None or not info["State"].get("Running") and not self._mains_exist(rec):
+                    starting = blocking(self.engine.start, infra.docker_name)
+                    if early:
+                        started, *_ = await asyncio.gather(
+                            starting, *(self._create(rec, c) for c in rec.plan.main),
+                            return_exceptions=True)
+                        if isinstance(started, BaseException):
+                            raise started
+                    else:
+                        await starting
+                info = await blocking(self.tracker.refresh, infra.docker_name)
                 assert info is not None
-                if not info["State"].get("Running") and not self._mains_exist(rec):
-                    await blocking(self.engine.start, infra.docker_name)
-                    info = await blocking(self.tracker.refresh, infra.docker_name)
                 return info
             except EngineError as exc:
                 message = f"cannot start the pod's network sandbox: {exc}"
                 for c in rec.plan.containers:
                     rec.waiting[c.name] = Waiting("CreateContainerError", message)
                 log.warning("pod %s: %s", rec.ref(), message)
-                await blocking(self.engine.remove, infra.docker_name)
+                for cid in [*rec.container_ids.values(), infra.docker_name]:
+                    await blocking(self.engine.remove, cid)
+                rec.container_ids.clear()
                 await self._backoff(attempt)
                 attempt += 1
 
@@ -289,27 +310,41 @@ class PodManager:
         return any(c["Config"]["Labels"].get(L.ROLE) == L.ROLE_MAIN
                    for c in self.tracker.containers_of(rec.uid))
 
-    async def _create_and_start(self, rec: PodRecord, c: ContainerPlan, *, attempt: int = 0,
-                                restart: bool = True) -> dict[str, Any] | None:
-        """Create and start one container; a failure is recorded as the container's state."""
+    async def _create(self, rec: PodRecord, c: ContainerPlan, *, attempt: int = 0,
+                      restart: bool = True) -> str | None:
+        """Create one container; a failure is recorded as the container's state."""
         assert rec.plan is not None
         name = L.container_name(rec.namespace, rec.name, c.name, rec.uid, attempt)
         extra = {L.ATTEMPT: str(attempt)} if attempt else None
         try:
-            await blocking(self.engine.create, container_create_args(c, labels=extra, name=name),
-                           container_host_config(c, rec.plan.infra.docker_name,
-                                                 restart=restart))
+            cid = await blocking(self.engine.create,
+                                 container_create_args(c, labels=extra, name=name),
+                                 container_host_config(c, rec.plan.infra.docker_name,
+                                                       restart=restart))
         except EngineError as exc:
             rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
             log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
             return None
         rec.waiting.pop(c.name, None)
+        rec.container_ids[c.name] = cid
+        return cid
+
+    async def _start(self, rec: PodRecord, c: ContainerPlan, cid: str) -> None:
+        """Start a created container. Its new state reaches the tracker through Docker's
+        events; a start that fails sends none, so that state is read here."""
         try:
-            await blocking(self.engine.start, name)
+            await blocking(self.engine.start, cid)
         except EngineError as exc:
             # Docker keeps the container with the error in its state; status reports it.
             log.warning("pod %s: container %s cannot start: %s", rec.ref(), c.name, exc)
-        return await blocking(self.tracker.refresh, name)
+            await blocking(self.tracker.refresh, cid)
+
+    async def _create_and_start(self, rec: PodRecord, c: ContainerPlan, *, attempt: int = 0,
+                                restart: bool = True) -> str | None:
+        cid = await self._create(rec, c, attempt=attempt, restart=restart)
+        if cid is not None:
+            await self._start(rec, c, cid)
+        return cid
 
     async def _run_init(self, rec: PodRecord, c: ContainerPlan) -> bool:
         """Run one init container to completion; False when the pod has failed."""
@@ -319,11 +354,13 @@ class PodManager:
         info: dict[str, Any] | None = existing[-1] if existing else None
         while True:
             if info is None:
-                info = await self._create_and_start(rec, c, attempt=attempt, restart=False)
-                if info is None:  # could not even be created
+                cid = await self._create_and_start(rec, c, attempt=attempt, restart=False)
+                if cid is None:  # could not even be created
                     await self._backoff(attempt)
                     continue
-            info = await self.tracker.wait_exit(info["Id"])
+            else:
+                cid = info["Id"]
+            info = await self.tracker.wait_exit(cid)
             code = int((info or {}).get("State", {}).get("ExitCode", -1) if info else -1)
             if info is not None and code == 0:
                 return True
@@ -344,6 +381,9 @@ class PodManager:
             info = None
 
     async def _ensure_main(self, rec: PodRecord, c: ContainerPlan) -> None:
+        if c.name in rec.container_ids:  # created early, while the sandbox started
+            await self._start(rec, c, rec.container_ids[c.name])
+            return
         existing = self._docker_containers(rec, L.ROLE_MAIN, c.name)
         if not existing:
             await self._create_and_start(rec, c)
@@ -418,6 +458,8 @@ class PodManager:
             labels = c["Config"]["Labels"]
             by_name.setdefault((labels.get(L.ROLE, ""), labels.get(L.CONTAINER, "")), []).append(c)
         specs = _container_specs(record)
+        probed = {c.get("name") for c in (record.pod.get("spec") or {}).get("containers") or []
+                  if isinstance(c, dict) and c.get("readinessProbe")}
 
         def facts(role: str, name: str, image: str) -> ContainerFacts:
             found = sorted(by_name.get((role, name), []),
@@ -425,7 +467,9 @@ class PodManager:
             latest = found[-1] if found else None
             waiting = record.waiting.get(name)
             override = None
-            if role == L.ROLE_MAIN and latest is None and record.init_failed is not None:
+            if latest is None and record.init_failed is not None:
+                # Never run: mains and the init containers after the failed one. Reported
+                # terminated, as waiting would keep the pod Pending for the VK.
                 override = ContainerStateTerminated(
                     exitCode=record.init_failed.exitCode or 1, reason="InitContainerFailed",
                     message=f"init container {record.init_failed_name!r} failed "
@@ -436,8 +480,11 @@ class PodManager:
                 waiting = Waiting("PodInitializing")
             restarts = int(latest["Config"]["Labels"].get(L.ATTEMPT, "0")) if role == L.ROLE_INIT \
                 and latest else int((latest or {}).get("RestartCount") or 0)
+            ready = self.probes.ready(uid, name)
+            if ready is None and role == L.ROLE_MAIN and name in probed:
+                ready = False  # its readiness probe has not run yet
             return ContainerFacts(name=name, image=image, docker=latest, restart_count=restarts,
-                                  waiting=waiting, ready=self.probes.ready(uid, name),
+                                  waiting=waiting, ready=ready,
                                   terminated_override=override)
 
         return PodStatus(

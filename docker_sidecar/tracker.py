@@ -23,14 +23,20 @@ log = logging.getLogger("interlink.sidecar.tracker")
 
 Listener = Callable[[str, dict[str, Any] | None], None]
 
+# Events after which a container's reported state can differ. Others (create, kill, stop,
+# exec_*, attach, ...) are followed by one of these or change nothing status shows; skipping
+# them keeps Docker inspects off the busy moments of a pod's start.
+STATE_EVENTS = frozenset({"start", "die", "restart", "pause", "unpause", "update", "rename"})
+
 
 def has_stopped(info: dict[str, Any] | None) -> bool:
     """Gone, or exited for good (not running, not about to be restarted, not yet started)."""
     if info is None:
         return True
     state = info["State"]
+    # A container whose start failed stays "created" with Docker's error: it will never run.
     return not (state.get("Running") or state.get("Restarting")
-                or state.get("Status") == "created")
+                or (state.get("Status") == "created" and not state.get("Error")))
 
 
 class Tracker:
@@ -161,12 +167,10 @@ class Tracker:
                     if not cid:
                         continue
                     action = str(event.get("Action") or event.get("status") or "")
-                    if action.startswith(("exec_", "health_status", "top", "attach")):
-                        continue
                     log.debug("docker event %s %s", action, cid[:12])
                     if action == "destroy":
                         self._apply(cid, None, next(self._seq))
-                    else:
+                    elif action in STATE_EVENTS:
                         self.refresh(cid)
             except Exception as exc:
                 if self._stopping.is_set():

@@ -858,8 +858,12 @@ def _write_file(write: FileWrite) -> None:
 def _prepare_host_path(check: HostPathCheck) -> None:
     where = f"{check.field}.path {str(check.path)!r}" if check.field else str(check.path)
     if check.prefix is not None:
-        _check_within(check.path, check.prefix, f"the allowed hostPath directory "
-                      f"({HOST_PATH_PREFIXES_KEY})")
+        try:
+            _check_within(check.path, check.prefix, f"the allowed hostPath directory "
+                          f"({HOST_PATH_PREFIXES_KEY})")
+        except VolumeError as exc:
+            # Name the pod's field, as every other hostPath refusal does.
+            raise VolumeError(f"{check.field or 'hostPath'}: {exc}") from None
     try:
         st = os.stat(check.path)
     except FileNotFoundError:

@@ -235,8 +235,9 @@ def test_status_of_many_pods_makes_no_docker_calls(sidecar):
 
 
 def test_logs_options(sidecar):
+    # Docker copies stdout and stderr separately: a pause keeps their order predictable.
     p = pod("chatty", [container("main", "for i in 1 2 3 4 5; do echo line-$i; done; "
-                                         "echo to-stderr >&2; sleep 3600")])
+                                         "sleep 0.5; echo to-stderr >&2; sleep 3600")])
     sidecar.run(create_body(p))
     sidecar.wait(p, lambda s: b"to-stderr" in sidecar.container(p, "main").logs())
     assert sidecar.logs(p, "main").text == "line-1\nline-2\nline-3\nline-4\nline-5\nto-stderr\n"
