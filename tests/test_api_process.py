@@ -237,3 +237,17 @@ def test_json_logs_flag(tmp_path, plugin):
         assert any("listening on" in line["msg"] for line in lines)
     finally:
         proc.stop()
+
+
+def test_plugin_timeout_is_500_naming_the_plugin(tmp_path, plugin):
+    proc = start_api(tmp_path, {**sidecar_keys(plugin), "PluginTimeoutSeconds": 0.5})
+    try:
+        plugin.program("/status", delay=3, status=200, body="[]")
+        pod = json.loads(fixture_bytes("current_create_failing.json"))["pod"]
+        start = time.monotonic()
+        r = send(proc.base, go_request("GET", "/status", host_of(proc), json.dumps([pod]).encode(),
+                                       session="S#1"))
+        assert r.status == 500 and b"timed out" in r.body and plugin.base.encode() in r.body
+        assert time.monotonic() - start < 2.5
+    finally:
+        proc.stop()

@@ -57,7 +57,15 @@ class ASGIClient:
 
 
 @pytest.fixture
-def make_client():
+def plugin_mock():
+    """The plugin, mocked at the httpx client; calls into the app itself pass through."""
+    with respx.mock(using="httpx", assert_all_called=False) as router:
+        router.route(host="api").pass_through()
+        yield router
+
+
+@pytest.fixture
+def make_client(plugin_mock):
     clients: list[ASGIClient] = []
 
     def make(**cfg) -> ASGIClient:
@@ -71,9 +79,8 @@ def make_client():
         c.close()
 
 
-@respx.mock
-def test_create_sends_object_by_default_and_relays_create_struct(make_client):
-    route = respx.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(
+def test_create_sends_object_by_default_and_relays_create_struct(make_client, plugin_mock):
+    route = plugin_mock.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(
         200, json={"PodUID": "u1", "PodJID": "j1"}))
     client = make_client()
     body = fixture("current_create_notebook.json")
@@ -86,9 +93,8 @@ def test_create_sends_object_by_default_and_relays_create_struct(make_client):
     assert sent.headers["Content-Type"] == "application/json"
 
 
-@respx.mock
-def test_create_array_shape_for_legacy_plugins(make_client):
-    route = respx.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(200, text="ok"))
+def test_create_array_shape_for_legacy_plugins(make_client, plugin_mock):
+    route = plugin_mock.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(200, text="ok"))
     client = make_client(PluginCreateBody="array")
     client.post("/create", json=fixture("legacy_create_two_containers.json"))
     payload = json.loads(route.calls.last.request.content)
@@ -96,33 +102,29 @@ def test_create_array_shape_for_legacy_plugins(make_client):
     assert [c["name"] for c in payload[0]["container"]] == ["writer", "reader"]
 
 
-@respx.mock
-def test_session_header_generated_when_absent(make_client):
-    route = respx.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(200, text="{}"))
+def test_session_header_generated_when_absent(make_client, plugin_mock):
+    route = plugin_mock.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(200, text="{}"))
     make_client().post("/create", json=fixture("current_create_failing.json"))
     assert route.calls.last.request.headers["InterLink-Http-Session"].startswith("Request-")
 
 
-@respx.mock
-def test_plugin_error_passes_through_with_plugin_url(make_client):
-    respx.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(
+def test_plugin_error_passes_through_with_plugin_url(make_client, plugin_mock):
+    plugin_mock.post(f"{PLUGIN}/create").mock(return_value=httpx.Response(
         422, text="spec.containers[0].image: empty"))
     r = make_client().post("/create", json=fixture("current_create_failing.json"))
     assert r.status_code == 422
     assert "spec.containers[0].image: empty" in r.text and f"{PLUGIN}/create" in r.text
 
 
-@respx.mock
-def test_plugin_unreachable_is_500_naming_the_plugin(make_client):
-    respx.post(f"{PLUGIN}/create").mock(side_effect=httpx.ConnectError("connection refused"))
+def test_plugin_unreachable_is_500_naming_the_plugin(make_client, plugin_mock):
+    plugin_mock.post(f"{PLUGIN}/create").mock(side_effect=httpx.ConnectError("connection refused"))
     r = make_client().post("/create", json=fixture("current_create_failing.json"))
     assert r.status_code == 500
     assert f"{PLUGIN}/create" in r.text and "connection refused" in r.text
 
 
-@respx.mock
-def test_status_cache_forwards_only_live_or_unknown_pods(make_client):
-    route = respx.get(f"{PLUGIN}/status").mock(side_effect=lambda req: httpx.Response(
+def test_status_cache_forwards_only_live_or_unknown_pods(make_client, plugin_mock):
+    route = plugin_mock.get(f"{PLUGIN}/status").mock(side_effect=lambda req: httpx.Response(
         200, json=[status(p["metadata"]["uid"], "terminated") for p in json.loads(req.content)]))
     client = make_client()
     # first poll: all unknown -> all forwarded
@@ -139,9 +141,8 @@ def test_status_cache_forwards_only_live_or_unknown_pods(make_client):
     assert route.call_count == calls
 
 
-@respx.mock
-def test_status_unknown_uid_dropped_and_empty_request_returns_cache(make_client):
-    respx.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status("a")]))
+def test_status_unknown_uid_dropped_and_empty_request_returns_cache(make_client, plugin_mock):
+    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status("a")]))
     client = make_client()
     r = client.request("GET", "/status", json=[pod("a"), pod("ghost")])
     assert [s["UID"] for s in r.json()] == ["a"]
@@ -149,10 +150,9 @@ def test_status_unknown_uid_dropped_and_empty_request_returns_cache(make_client)
     assert [s["UID"] for s in r.json()] == ["a"]
 
 
-@respx.mock
-def test_delete_evicts_and_forwards_bytes(make_client):
-    respx.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status("a")]))
-    delete = respx.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
+def test_delete_evicts_and_forwards_bytes(make_client, plugin_mock):
+    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status("a")]))
+    delete = plugin_mock.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
     client = make_client()
     client.request("GET", "/status", json=[pod("a")])
     raw = json.dumps(pod("a"), indent=3).encode()
@@ -163,16 +163,14 @@ def test_delete_evicts_and_forwards_bytes(make_client):
     assert client.request("GET", "/status", json=[]).json() == []
 
 
-@respx.mock
-def test_legacy_delete_answers_pod_status_array(make_client):
-    respx.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
+def test_legacy_delete_answers_pod_status_array(make_client, plugin_mock):
+    plugin_mock.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
     r = make_client().request("DELETE", "/delete", json=pod("a", name="old"))
     assert r.json() == [{"name": "old", "UID": "a", "namespace": "default", "containers": None}]
 
 
-@respx.mock
-def test_update_cache_evicts_by_raw_uid_or_pod_json(make_client):
-    route = respx.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(
+def test_update_cache_evicts_by_raw_uid_or_pod_json(make_client, plugin_mock):
+    route = plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(
         200, json=[status("a"), status("b")]))
     client = make_client()
     client.request("GET", "/status", json=[pod("a", "Succeeded"), pod("b", "Succeeded")])
@@ -182,18 +180,16 @@ def test_update_cache_evicts_by_raw_uid_or_pod_json(make_client):
     assert route.call_count == 1
 
 
-@respx.mock
-def test_current_ping_relays_plugin_status_and_body(make_client):
-    route = respx.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(
+def test_current_ping_relays_plugin_status_and_body(make_client, plugin_mock):
+    route = plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(
         200, json=fixture("ping_response.json")))
     r = make_client().post("/pinglink", headers={"InterLink-Http-Session": "PingInterLink#1"})
     assert r.status_code == 200 and r.json() == fixture("ping_response.json")
     assert route.calls.last.request.content == b"[]"
 
 
-@respx.mock
-def test_ping_plugin_down(make_client):
-    respx.get(f"{PLUGIN}/status").mock(side_effect=httpx.ConnectError("refused"))
+def test_ping_plugin_down(make_client, plugin_mock):
+    plugin_mock.get(f"{PLUGIN}/status").mock(side_effect=httpx.ConnectError("refused"))
     client = make_client()
     r = client.post("/pinglink", headers={"InterLink-Http-Session": "PingInterLink#1"})
     assert (r.status_code, r.text) == (500, "503")
@@ -201,16 +197,14 @@ def test_ping_plugin_down(make_client):
     assert r.status_code == 500
 
 
-@respx.mock
-def test_legacy_ping_answers_integer(make_client):
-    respx.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json={"status": "ok"}))
+def test_legacy_ping_answers_integer(make_client, plugin_mock):
+    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json={"status": "ok"}))
     r = make_client().post("/pinglink")
     assert (r.status_code, int(r.text)) == (200, 0)
 
 
-@respx.mock
-def test_forced_profile_overrides_header(make_client):
-    respx.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
+def test_forced_profile_overrides_header(make_client, plugin_mock):
+    plugin_mock.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
     r = make_client(Profile="legacy").request(
         "DELETE", "/delete", json=pod("a"), headers={"InterLink-Http-Session": "DeletePod#2"})
     assert isinstance(r.json(), list)
@@ -220,9 +214,8 @@ def test_forced_profile_overrides_header(make_client):
     ({"Tail": 5, "Bytes": 10}, "Both Tail and LimitBytes set"),
     ({"SinceSeconds": 5, "SinceTime": "2026-01-01T00:00:00Z"}, "Both SinceSeconds and SinceTime set"),
 ])
-@respx.mock
-def test_log_option_conflicts_are_400_before_the_plugin(make_client, opts, message):
-    route = respx.get(f"{PLUGIN}/getLogs")
+def test_log_option_conflicts_are_400_before_the_plugin(make_client, opts, message, plugin_mock):
+    route = plugin_mock.get(f"{PLUGIN}/getLogs")
     body = {**fixture("logs_request_current.json"), "Opts": opts}
     r = make_client().request("GET", "/getLogs", json=body)
     assert r.status_code == 400 and message in r.text
@@ -234,16 +227,14 @@ def test_log_option_conflicts_are_400_before_the_plugin(make_client, opts, messa
     ("PodUID", "../../etc/passwd", "invalid pod UID"),
     ("ContainerName", "../../../etc", "invalid container name"),
 ])
-@respx.mock
-def test_log_identifiers_validated(make_client, field, value, message):
+def test_log_identifiers_validated(make_client, field, value, message, plugin_mock):
     body = {**fixture("logs_request_current.json"), field: value}
     r = make_client().request("GET", "/getLogs", json=body)
     assert r.status_code == 400 and message in r.text
 
 
-@respx.mock
-def test_logs_relayed(make_client):
-    route = respx.get(f"{PLUGIN}/getLogs").mock(return_value=httpx.Response(200, text="a\nb\n"))
+def test_logs_relayed(make_client, plugin_mock):
+    route = plugin_mock.get(f"{PLUGIN}/getLogs").mock(return_value=httpx.Response(200, text="a\nb\n"))
     r = make_client().request("GET", "/getLogs", json=fixture("logs_request_current.json"))
     assert r.status_code == 200 and r.text == "a\nb\n"
     sent = json.loads(route.calls.last.request.content)
@@ -261,21 +252,19 @@ def test_logs_relayed(make_client):
     ("/status", b'[{"metadata": {}}]'),
     ("/getLogs", b'{"Opts": {"Tail": "many"}}'),
 ])
-@respx.mock(assert_all_called=False)
-def test_malformed_bodies_are_400_with_a_message(make_client, path, body):
+def test_malformed_bodies_are_400_with_a_message(make_client, path, body, plugin_mock):
     r = make_client().request("POST", path, content=body)
     assert r.status_code == 400, r.text
     assert len(r.text) > 10
 
 
-@respx.mock
-def test_oversized_body_is_413(make_client):
+def test_oversized_body_is_413(make_client, plugin_mock):
     client = make_client(MaxBodyBytes=2048)
     r = client.post("/create", content=b"x" * 5000)
     assert r.status_code == 413 and "MaxBodyBytes" in r.text
 
 
-def test_metrics_and_health_are_open(make_client):
+def test_metrics_and_health_are_open(make_client, plugin_mock):
     client = make_client()
     assert client.get("/healthz").text == "ok"
     text = client.get("/metrics").text
