@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from interlink_common.observe import RequestObserver
 from interlink_common.wire import (
     LogStruct,
     NodeResources,
@@ -154,30 +154,6 @@ class Sidecar:
             {"metadata": {"uid": uid}})) for uid in list(self.manager.records)))
 
 
-class _Observe:
-    def __init__(self, app: ASGIApp, metrics: SidecarMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record)
-        finally:
-            route = scope["path"] if scope["path"] in ROUTES else "other"
-            self.metrics.requests.labels(route, str(status)).inc()
-
-
 def node_resources(engine: Engine, policy: Any) -> tuple[NodeResources, NodeFacts]:
     info = engine.info()
     cpus = int(info.get("NCPU") or os.cpu_count() or 1)
@@ -234,5 +210,6 @@ def create_app(sidecar: Sidecar) -> FastAPI:
     app.add_api_route("/metrics", lambda: Response(sidecar.metrics.render(sidecar.phases),
                                                    media_type=sidecar.metrics.content_type),
                       methods=["GET"])
-    app.add_middleware(_Observe, metrics=sidecar.metrics)
+    app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _: (
+        sidecar.metrics.requests.labels(route, str(status)).inc()))
     return app

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import sys
 from urllib.parse import urlsplit
 
-from interlink_common.config import ConfigError, InterLinkConfig, load_config
+from interlink_common.config import InterLinkConfig
 from interlink_common.listen import Listener, parse_listener
-from interlink_common.logconfig import setup_logging
+from interlink_common.program import config_errors_exit, start
 from interlink_common.serve import serve
 
 from .policy import SidecarPolicy
@@ -44,21 +43,9 @@ def sidecar_listener(cfg: InterLinkConfig) -> Listener:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="docker-sidecar", description=__doc__)
-    parser.add_argument("--config", help="path of InterLinkConfig.yaml "
-                        "(default: $INTERLINKCONFIGPATH or /etc/interlink/InterLinkConfig.yaml)")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
-    parser.add_argument("--verbose", action="store_true", help="log debug lines")
-    args = parser.parse_args(argv)
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    try:
-        cfg = load_config(args.config, extra_sections={"Sidecar": SidecarPolicy})
+    cfg = start("docker-sidecar", __doc__, argv, extra_sections={"Sidecar": SidecarPolicy})
+    with config_errors_exit("docker-sidecar"):
         listener = sidecar_listener(cfg)
-    except ConfigError as exc:
-        sys.exit(f"docker-sidecar: configuration error:\n{exc}")
-    setup_logging(json_lines=args.log_json or cfg.LogFormat == "json",
-                  verbose=args.verbose or cfg.VerboseLogging, errors_only=cfg.ErrorsOnlyLogging)
 
     from docker.errors import DockerException
 
@@ -68,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from .pods import PodManager
     from .tracker import Tracker
 
-    policy: SidecarPolicy = getattr(cfg, "Sidecar")
+    policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
     metrics = SidecarMetrics()
     try:
         engine = Engine.from_env(policy.Instance, observe=metrics.observe_docker)

@@ -6,14 +6,12 @@ so quotes, newlines, ``$HOME`` and backticks reach the process exactly as writte
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from interlink_common.wire import ConfigMap, Secret
+from interlink_common.wire import ConfigMap, Secret, WireError
 
 from .fields import FieldError, PodFacts, resolve_field_ref, resolve_resource_field_ref
 
@@ -39,49 +37,22 @@ class EnvSources:
                      secrets: Iterable[Secret]) -> "EnvSources":
         """Decode the wire objects; values that are not UTF-8 text are left out (an env var
         cannot carry them through Docker's JSON API)."""
-        return cls(config_maps={cm.metadata.name: _config_map_values(cm) for cm in config_maps},
-                   secrets={s.metadata.name: _secret_values(s) for s in secrets})
+        try:
+            return cls(
+                config_maps={cm.metadata.name: _text_values(cm.values()) for cm in config_maps},
+                secrets={s.metadata.name: _text_values(s.values()) for s in secrets})
+        except WireError as exc:
+            raise EnvError(str(exc)) from None
 
 
-def _decode_base64(encoded: str, where: str) -> bytes:
-    # Go's base64 decoder skips line breaks; anything else malformed fails the object, as Go's
-    # JSON decoding of []byte would.
-    try:
-        return base64.b64decode(encoded.replace("\r", "").replace("\n", ""), validate=True)
-    except (binascii.Error, ValueError):
-        raise EnvError(f"{where} is not valid base64; encode the value with base64, or put "
-                       "plain text in stringData") from None
-
-
-def _utf8_or_none(raw: bytes) -> str | None:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _config_map_values(cm: ConfigMap) -> dict[str, str]:
-    """``binaryData`` (when it is text) overlaid by ``data``; the API server forbids overlaps."""
-    values: dict[str, str] = {}
-    for key, encoded in (cm.binaryData or {}).items():
-        text = _utf8_or_none(_decode_base64(encoded, f"configmap {cm.metadata.name!r} "
-                                                     f"binaryData[{key!r}]"))
-        if text is not None:
-            values[key] = text
-    values.update(cm.data or {})
-    return values
-
-
-def _secret_values(secret: Secret) -> dict[str, str]:
-    """``data`` base64-decoded, overlaid by ``stringData`` (the API server's merge order)."""
-    values: dict[str, str] = {}
-    for key, encoded in (secret.data or {}).items():
-        text = _utf8_or_none(_decode_base64(encoded, f"secret {secret.metadata.name!r} "
-                                                     f"data[{key!r}]"))
-        if text is not None:
-            values[key] = text
-    values.update(secret.stringData or {})
-    return values
+def _text_values(values: dict[str, bytes]) -> dict[str, str]:
+    out = {}
+    for key, raw in values.items():
+        try:
+            out[key] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return out
 
 
 # --- $(VAR) expansion ---------------------------------------------------------------------------

@@ -167,7 +167,8 @@ class PodManager:
                     except OSError as exc:
                         if exc.errno == errno.EADDRINUSE:
                             raise PlanError(f"hostPort {port}/tcp is already in use on this "
-                                            "node by another program; pick another hostPort")
+                                            "node by another program; pick another hostPort"
+                                            ) from None
                         raise
 
     # --- bring-up (idempotent: also finishes pods found half-created after a restart) -----
@@ -451,8 +452,8 @@ class PodManager:
         uid = (pod.get("metadata") or {}).get("uid", "")
         record = self.records.get(uid)
         if record is None:
-            return not_found_status(pod, f"pod is not known to the Docker sidecar on this node "
-                                    f"(never created here, or already deleted)")
+            return not_found_status(pod, "pod is not known to the Docker sidecar on this node "
+                                    "(never created here, or already deleted)")
         by_name: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for c in self.tracker.containers_of(uid):
             labels = c["Config"]["Labels"]

@@ -15,8 +15,6 @@ Layout: ``<pod_dir>/volumes/<volume name>/`` for everything that belongs to the 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import os
 import re
@@ -28,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from interlink_common.wire import ConfigMap, Secret
+from interlink_common.wire import ConfigMap, Secret, WireError
 
 from .env import expand
 from .fields import FieldError, PodFacts, resolve_field_ref, resolve_resource_field_ref
@@ -208,28 +206,11 @@ def _mode(value: Any, where: str) -> int | None:
     return value
 
 
-def _b64(encoded: Any, where: str) -> bytes:
-    if not isinstance(encoded, str):
-        raise VolumeError(f"{where} must be a base64 string")
+def _values(obj: ConfigMap | Secret) -> dict[str, bytes]:
     try:
-        # Go's decoder skips line breaks, so do we.
-        return base64.b64decode(encoded.replace("\r", "").replace("\n", ""), validate=True)
-    except (binascii.Error, ValueError):
-        raise VolumeError(f"{where} is not valid base64; encode the value with base64, or put "
-                          "plain text in stringData (secrets) or data (configmaps)") from None
-
-
-def _config_map_values(cm: ConfigMap, what: str) -> dict[str, bytes]:
-    values = {k: _b64(v, f"{what} binaryData[{k!r}]") for k, v in (cm.binaryData or {}).items()}
-    values.update({k: str(v).encode() for k, v in (cm.data or {}).items()})
-    return values
-
-
-def _secret_values(secret: Secret, what: str) -> dict[str, bytes]:
-    # stringData wins over data, as the API server merges them.
-    values = {k: _b64(v, f"{what} data[{k!r}]") for k, v in (secret.data or {}).items()}
-    values.update({k: str(v).encode() for k, v in (secret.stringData or {}).items()})
-    return values
+        return obj.values()
+    except WireError as exc:
+        raise VolumeError(str(exc)) from None
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -403,7 +384,7 @@ def _config_map_source(ctx: _Ctx, files: _FileSet, spec: dict[str, Any], where: 
                        tolerate_missing: bool = False) -> None:
     name = _object_name(spec, "name", where)
     cm = ctx.config_maps.get(name)
-    values = _config_map_values(cm, f"configmap {name!r}") if cm is not None else None
+    values = _values(cm) if cm is not None else None
     _add_keyed(ctx, files, values=values, noun="configmap", obj_name=name, name_field="name",
                spec=spec, where=where,
                default_mode=CONFIG_MAP_FILE_MODE if default_mode is None else default_mode,
@@ -415,7 +396,7 @@ def _secret_source(ctx: _Ctx, files: _FileSet, spec: dict[str, Any], where: str,
                    tolerate_missing: bool = False) -> None:
     name = _object_name(spec, name_key, where)
     secret = ctx.secrets.get(name)
-    values = _secret_values(secret, f"secret {name!r}") if secret is not None else None
+    values = _values(secret) if secret is not None else None
     _add_keyed(ctx, files, values=values, noun="secret", obj_name=name, name_field=name_key,
                spec=spec, where=where,
                default_mode=SECRET_FILE_MODE if default_mode is None else default_mode,
@@ -443,7 +424,7 @@ def _precomputed(ctx: _Ctx, name: str) -> dict[PurePosixPath, bytes]:
         return {}
     what = f"projected volume map {name!r}"
     out: dict[PurePosixPath, bytes] = {}
-    for path, content in _config_map_values(cm, what).items():
+    for path, content in _values(cm).items():
         out[_relative_path(path, f"{what} path")] = content
     return out
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,9 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlink_common.config import InterLinkConfig
+from interlink_common.observe import RequestObserver
 from interlink_common.wire import (
     LogStruct,
     Pod,
@@ -280,39 +279,6 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
     return endpoint
 
 
-class ObserveMiddleware:
-    """Counts and times every request by route; logs one line per call (never headers)."""
-
-    def __init__(self, app: ASGIApp, metrics: APIMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            path = scope["path"]
-            route = path if path in VK_ROUTES or path in OPEN_ROUTES else "other"
-            elapsed = time.perf_counter() - start
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
-            if route not in OPEN_ROUTES:
-                log.debug("%s %s -> %d in %.1f ms", scope["method"], path, status,
-                          elapsed * 1000)
-
-
 def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None) -> FastAPI:
     metrics = APIMetrics()
     plugin = PluginClient(cfg.sidecar_base, connect_timeout=cfg.PluginConnectTimeoutSeconds,
@@ -349,5 +315,11 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None) -> 
     app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), methods=["GET", "HEAD"])
     app.add_api_route("/readyz", server.readyz, methods=["GET", "HEAD"])
     app.add_api_route("/metrics", server.metrics_endpoint, methods=["GET"])
-    app.add_middleware(ObserveMiddleware, metrics=metrics)
+    def record(route: str, method: str, status: int, seconds: float) -> None:
+        metrics.requests.labels(route, method, str(status)).inc()
+        metrics.latency.labels(route).observe(seconds)
+        if route not in OPEN_ROUTES:
+            log.debug("%s %s -> %d in %.1f ms", method, route, status, seconds * 1000)
+
+    app.add_middleware(RequestObserver, routes=VK_ROUTES + OPEN_ROUTES, record=record)
     return app

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from interlink_common.config import ConfigError, InterLinkConfig, load_config
+from interlink_common.config import InterLinkConfig
 from interlink_common.listen import Listener, api_listener
-from interlink_common.logconfig import setup_logging
+from interlink_common.program import config_errors_exit, start
 from interlink_common.serve import serve
 
 log = logging.getLogger("interlink.api")
@@ -25,21 +24,9 @@ def auth_problem(cfg: InterLinkConfig, listener: Listener) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="interlink-api", description=__doc__)
-    parser.add_argument("--config", help="path of InterLinkConfig.yaml "
-                        "(default: $INTERLINKCONFIGPATH or /etc/interlink/InterLinkConfig.yaml)")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
-    parser.add_argument("--verbose", action="store_true", help="log debug lines")
-    args = parser.parse_args(argv)
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    try:
-        cfg = load_config(args.config)
+    cfg = start("interlink-api", __doc__, argv)
+    with config_errors_exit("interlink-api"):
         listener = api_listener(cfg.InterlinkAddress, cfg.InterlinkURL, cfg.InterlinkPort, cfg.TLS)
-    except ConfigError as exc:
-        sys.exit(f"interlink-api: configuration error:\n{exc}")
-    setup_logging(json_lines=args.log_json or cfg.LogFormat == "json",
-                  verbose=args.verbose or cfg.VerboseLogging, errors_only=cfg.ErrorsOnlyLogging)
     problem = auth_problem(cfg, listener)
     if problem:
         sys.exit(f"interlink-api: {problem}")

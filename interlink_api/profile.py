@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from .plugin import SESSION_HEADER
@@ -9,9 +10,8 @@ from .plugin import SESSION_HEADER
 Profile = Literal["legacy", "current"]
 
 
-def detect_profile(forced: str, headers: dict[str, str] | object) -> Profile:
+def detect_profile(forced: str, headers: Mapping[str, str]) -> Profile:
     """The current VK sends ``InterLink-Http-Session`` on every call; the legacy VK never does."""
     if forced in ("legacy", "current"):
         return forced  # type: ignore[return-value]
-    get = getattr(headers, "get")
-    return "current" if get(SESSION_HEADER) else "legacy"
+    return "current" if headers.get(SESSION_HEADER) else "legacy"

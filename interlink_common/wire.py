@@ -11,6 +11,8 @@ Two families of models live here:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -93,10 +95,28 @@ class Pod(K8sObject):
         return f"{self.metadata.namespace}/{self.metadata.name}"
 
 
+def decode_base64(encoded: Any, where: str) -> bytes:
+    """Decode a base64 value as Go's JSON decoder does for ``[]byte`` (line breaks skipped)."""
+    if not isinstance(encoded, str):
+        raise WireError(f"{where} must be a base64 string")
+    try:
+        return base64.b64decode(encoded.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError(f"{where} is not valid base64; encode the value with base64, or put "
+                        "plain text in stringData (secrets) or data (configmaps)") from None
+
+
 class ConfigMap(K8sObject):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     data: dict[str, str] | None = None
     binaryData: dict[str, str] | None = None
+
+    def values(self) -> dict[str, bytes]:
+        """Every key's content: ``binaryData`` decoded, then ``data``."""
+        out = {k: decode_base64(v, f"configmap {self.metadata.name!r} binaryData[{k!r}]")
+               for k, v in (self.binaryData or {}).items()}
+        out.update({k: str(v).encode() for k, v in (self.data or {}).items()})
+        return out
 
 
 class Secret(K8sObject):
@@ -104,6 +124,14 @@ class Secret(K8sObject):
     type: str | None = None
     data: dict[str, str] | None = None
     stringData: dict[str, str] | None = None
+
+    def values(self) -> dict[str, bytes]:
+        """Every key's content: ``data`` decoded, then ``stringData`` on top, as the API
+        server merges them."""
+        out = {k: decode_base64(v, f"secret {self.metadata.name!r} data[{k!r}]")
+               for k, v in (self.data or {}).items()}
+        out.update({k: str(v).encode() for k, v in (self.stringData or {}).items()})
+        return out
 
 
 class WireModel(BaseModel):

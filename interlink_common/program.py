@@ -1,0 +1,40 @@
+"""What both programs do before serving: arguments, config, logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pydantic import BaseModel
+
+from .config import ConfigError, InterLinkConfig, load_config
+from .logconfig import setup_logging
+
+
+@contextmanager
+def config_errors_exit(prog: str) -> Iterator[None]:
+    """A configuration problem ends the program with the message, not a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        sys.exit(f"{prog}: configuration error:\n{exc}")
+
+
+def start(prog: str, description: str | None, argv: list[str] | None = None,
+          extra_sections: dict[str, type[BaseModel]] | None = None) -> InterLinkConfig:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", help="path of InterLinkConfig.yaml "
+                        "(default: $INTERLINKCONFIGPATH or /etc/interlink/InterLinkConfig.yaml)")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument("--verbose", action="store_true", help="log debug lines")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    with config_errors_exit(prog):
+        cfg = load_config(args.config, extra_sections=extra_sections)
+    setup_logging(json_lines=args.log_json or cfg.LogFormat == "json",
+                  verbose=args.verbose or cfg.VerboseLogging, errors_only=cfg.ErrorsOnlyLogging)
+    return cfg
