@@ -303,3 +303,32 @@ def test_delete_kills_after_the_grace_period(sidecar):
     start = time.monotonic()
     assert sidecar.delete(p).status_code == 200
     assert 0.9 <= time.monotonic() - start < 10
+
+
+def test_concurrent_creates_deletes_and_polls_stay_consistent(sidecar):
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = [pod(f"burst-{i}", [container("main", "sleep 3600")], grace=0) for i in range(8)]
+    second = [pod(f"late-{i}", [container("main", "sleep 3600")], grace=0) for i in range(4)]
+    with ThreadPoolExecutor(12) as pool:
+        created = list(pool.map(lambda p: sidecar.create(create_body(p)), first))
+        assert all(r.status_code == 200 for r in created)
+        # delete half of the burst while the rest start, new pods arrive and polls run
+        jobs = [pool.submit(sidecar.delete, p) for p in first[:4]]
+        jobs += [pool.submit(sidecar.create, create_body(p)) for p in second]
+        jobs += [pool.submit(sidecar.http.request, "GET", "/status", json=first + second)
+                 for _ in range(6)]
+        assert all(j.result().status_code == 200 for j in jobs)
+    for p in first[4:] + second:
+        sidecar.wait_phase(p, "Running")
+    for p in first[:4]:
+        uid = p["metadata"]["uid"]
+        assert sidecar.docker.containers.list(
+            all=True, filters={"label": f"io.interlink.pod.uid={uid}"}) == []
+        assert state_of(sidecar.status(p), "main")["state"]["terminated"]["reason"] == "NotFound"
+    with ThreadPoolExecutor(8) as pool:
+        assert all(r.status_code == 200 for r in pool.map(sidecar.delete, first[4:] + second))
+    label = f"io.interlink.managed={sidecar.instance}"
+    leftovers = [c.name for c in sidecar.docker.containers.list(all=True, filters={"label": label})
+                 if any(p["metadata"]["uid"] in c.name for p in first + second)]
+    assert leftovers == []
