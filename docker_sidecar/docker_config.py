@@ -16,15 +16,14 @@ def infra_create_args(plan: InfraPlan) -> dict[str, Any]:
         "name": plan.docker_name,
         "hostname": None if plan.network_mode == "host" else plan.hostname,
         "labels": plan.labels,
-        "ports": [tuple(k.split("/")) for k in plan.ports] or None,
+        "ports": sorted({(str(p.container_port), p.protocol) for p in plan.ports}) or None,
     }
 
 
 def infra_host_config(plan: InfraPlan) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_host_config``."""
     return {
-        "port_bindings": {k: (ip, port) if ip else port for k, (ip, port) in plan.ports.items()}
-        or None,
+        "port_bindings": _port_bindings(plan) or None,
         "extra_hosts": plan.extra_hosts or None,
         "network_mode": plan.network_mode,
         "pid_mode": plan.pid_mode,
@@ -32,6 +31,14 @@ def infra_host_config(plan: InfraPlan) -> dict[str, Any]:
         # The infra process only holds namespaces; if Docker restarts, bring it back.
         "restart_policy": {"Name": "unless-stopped"},
     }
+
+
+def _port_bindings(plan: InfraPlan) -> dict[str, list[Any]]:
+    bindings: dict[str, list[Any]] = {}
+    for p in plan.ports:
+        bindings.setdefault(p.key, []).append((p.host_ip, p.host_port) if p.host_ip
+                                              else p.host_port)
+    return bindings
 
 
 def container_create_args(plan: ContainerPlan, *, labels: dict[str, str] | None = None,
@@ -62,6 +69,7 @@ def container_host_config(plan: ContainerPlan, infra_name: str, *,
     config: dict[str, Any] = {
         "network_mode": f"container:{infra_name}",
         "ipc_mode": f"container:{infra_name}",
+        "pid_mode": f"container:{infra_name}" if plan.pid_mode == "pod" else plan.pid_mode,
         "mounts": mounts or None,
         "privileged": plan.privileged,
         "cap_add": plan.cap_add or None,

@@ -8,6 +8,7 @@ created.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass, field
@@ -72,6 +73,19 @@ class ContainerPlan:
     gpus: int
     labels: dict[str, str]
     spec: dict[str, Any]  # the container as sent, for probes, hooks and ports by name
+    pid_mode: str | None = None  # "host" (hostPID) or "pod" (shareProcessNamespace)
+
+
+@dataclass(frozen=True)
+class HostPort:
+    container_port: int
+    protocol: str  # tcp, udp or sctp
+    host_ip: str  # "" for every address
+    host_port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class InfraPlan:
     docker_name: str
     image: str
     hostname: str
-    ports: dict[str, tuple[str, int]]  # "8888/tcp" -> (host IP, host port)
+    ports: list[HostPort]
     extra_hosts: dict[str, str]
     network_mode: str | None  # "host" with hostNetwork, else Docker's default bridge
     pid_mode: str | None
@@ -123,12 +137,14 @@ class NodeFacts:
 
 
 def default_pull_policy(image: str) -> str:
-    """Kubernetes: ``Always`` for ``:latest`` or untagged images, else ``IfNotPresent``."""
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rsplit("/", 1)[-1]
+    """Kubernetes: ``Always`` for ``:latest`` or untagged images (a digest alone counts as a
+    tag), else ``IfNotPresent``."""
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
     tag = last.split(":", 1)[1] if ":" in last else ""
-    return "Always" if tag in ("", "latest") else "IfNotPresent"
+    if tag == "latest" or (not tag and not digest):
+        return "Always"
+    return "IfNotPresent"
 
 
 def registry_of(image: str) -> str:
@@ -212,7 +228,8 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
     infra = InfraPlan(
         docker_name=L.infra_name(namespace, name, uid),
         image=policy.InfraImage,
-        hostname=(spec.get("hostname") or name)[:63],
+        # Cut as the kubelet does: 63 characters, no trailing '-' or '.'.
+        hostname=(spec.get("hostname") or name)[:63].rstrip("-."),
         ports=_host_ports(spec),
         extra_hosts=_host_aliases(spec),
         network_mode="host" if spec.get("hostNetwork") else None,
@@ -322,6 +339,8 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
         mem_reservation=byte_count(mem_request) if mem_request is not None else None,
         cpu_shares=shares, restart_policy=docker_restart,
         tty=bool(container.get("tty")), stdin_open=bool(container.get("stdin")), gpus=gpus,
+        pid_mode="host" if spec.get("hostPID") else "pod" if spec.get("shareProcessNamespace")
+        else None,
         labels={**L.pod_labels(policy.Instance, uid, namespace, name),
                 L.CONTAINER: container["name"],
                 L.ROLE: role, L.INDEX: str(index)},
@@ -349,9 +368,9 @@ def _gpu_count(limits: dict[str, Any], requests: dict[str, Any], where: str) -> 
     return count
 
 
-def _host_ports(spec: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    ports: dict[str, tuple[str, int]] = {}
-    used: dict[tuple[str, int, str], str] = {}
+def _host_ports(spec: dict[str, Any]) -> list[HostPort]:
+    ports: list[HostPort] = []
+    used: dict[tuple[int, str], str] = {}
     for key in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(key) or []):
             for j, port in enumerate((container or {}).get("ports") or []):
@@ -369,12 +388,15 @@ def _host_ports(spec: dict[str, Any]) -> dict[str, tuple[str, int]]:
                 if not isinstance(host_port, int) or not 0 < host_port < 65536:
                     raise PlanError(f"{where}.hostPort must be a port number")
                 host_ip = port.get("hostIP") or ""
-                clash = used.get((host_ip, host_port, protocol))
+                # Any two bindings of one host port clash, whatever addresses they name:
+                # "" and 0.0.0.0 overlap every specific address on the host.
+                clash = used.get((host_port, protocol))
                 if clash:
                     raise PlanError(f"{where}.hostPort {host_port}/{protocol} is already used "
                                     f"by {clash} in the same pod")
-                used[(host_ip, host_port, protocol)] = where
-                ports[f"{container_port}/{protocol}"] = (host_ip, host_port)
+                used[(host_port, protocol)] = where
+                ports.append(HostPort(container_port, protocol,
+                                      "" if host_ip == "0.0.0.0" else host_ip, host_port))
     return ports
 
 
@@ -393,22 +415,27 @@ def _registry_auth(spec: dict[str, Any], secrets: dict[str, Secret]) -> dict[str
         secret = secrets.get((ref or {}).get("name", ""))
         if secret is None:
             continue  # the VK only sends secrets it was asked for; the pull may still work
-        raw = (secret.data or {}).get(".dockerconfigjson")
-        text = base64.b64decode(raw).decode() if raw else (secret.stringData or {}).get(
-            ".dockerconfigjson", "")
-        if not text:
-            continue
         try:
-            config = json.loads(text)
-        except ValueError:
+            auths.update(_docker_config_auths(secret))
+        except (ValueError, TypeError, AttributeError, binascii.Error):
             raise PlanError(f"spec.imagePullSecrets[{i}]: secret {secret.metadata.name!r} has "
-                            "no valid .dockerconfigjson") from None
-        for registry, entry in (config.get("auths") or {}).items():
-            username, password = entry.get("username", ""), entry.get("password", "")
-            if not username and entry.get("auth"):
-                username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            host = registry.split("://", 1)[-1].split("/", 1)[0]
-            if host in ("index.docker.io", "registry-1.docker.io"):
-                host = "docker.io"
-            auths[host] = {"username": username, "password": password}
+                            "no valid .dockerconfigjson (expected {\"auths\": {\"registry\": "
+                            "{\"username\": ..., \"password\": ...}}})") from None
+    return auths
+
+
+def _docker_config_auths(secret: Secret) -> dict[str, dict[str, str]]:
+    raw = secret.values().get(".dockerconfigjson", b"")
+    if not raw:
+        return {}
+    auths: dict[str, dict[str, str]] = {}
+    for registry, entry in (json.loads(raw.decode()).get("auths") or {}).items():
+        username, password = entry.get("username", ""), entry.get("password", "")
+        if not username and entry.get("auth"):
+            username, _, password = base64.b64decode(entry["auth"], validate=True).decode(
+            ).partition(":")
+        host = registry.split("://", 1)[-1].split("/", 1)[0]
+        if host in ("index.docker.io", "registry-1.docker.io"):
+            host = "docker.io"
+        auths[host] = {"username": str(username), "password": str(password)}
     return auths

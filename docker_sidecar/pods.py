@@ -152,11 +152,11 @@ class PodManager:
             raise PlanError(f"cannot prepare the pod's volumes: {exc}") from None
 
     def _check_host_ports(self, plan: PodPlan) -> None:
-        for key, (ip, port) in plan.infra.ports.items():
-            proto = key.split("/")[1]
+        for binding in plan.infra.ports:
+            ip, port, proto = binding.host_ip, binding.host_port, binding.protocol
             for other in self.records.values():
-                if other.plan and any(p == port and k.split("/")[1] == proto
-                                      for k, (_, p) in other.plan.infra.ports.items()):
+                if other.plan and any(p.host_port == port and p.protocol == proto
+                                      for p in other.plan.infra.ports):
                     raise PlanError(f"hostPort {port}/{proto} is already used by pod "
                                     f"{other.ref()} on this node; pick another hostPort")
             if proto == "tcp":
