@@ -101,6 +101,12 @@ class Engine:
         except DockerException as exc:
             raise EngineError(explain(exc)) from None
 
+    def restart(self, cid: str, timeout: int) -> None:
+        try:
+            self._call("restart", self.api.restart, cid, timeout=timeout)
+        except DockerException as exc:
+            raise EngineError(explain(exc)) from None
+
     def remove(self, cid: str) -> None:
         try:
             self._call("remove", self.api.remove_container, cid, force=True, v=True)

@@ -74,6 +74,8 @@ class ContainerPlan:
     labels: dict[str, str]
     spec: dict[str, Any]  # the container as sent, for probes, hooks and ports by name
     pid_mode: str | None = None  # "host" (hostPID) or "pod" (shareProcessNamespace)
+    # Host file bind-mounted at terminationMessagePath; read when the container stops.
+    termination_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,8 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
             seen.add(cname)
             plans[role].append(_plan_container(
                 container, role, i, where, pod=pod, facts=facts, sources=sources,
-                volumes=volumes, policy=policy, node=node, restart=restart))
+                volumes=volumes, policy=policy, node=node, restart=restart,
+                data_root=data_root))
 
     infra = InfraPlan(
         docker_name=L.infra_name(namespace, name, uid),
@@ -269,7 +272,7 @@ def _int_or_none(value: Any, where: str) -> int | None:
 def _plan_container(container: dict[str, Any], role: str, index: int, where: str, *,
                     pod: dict[str, Any], facts: PodFacts, sources: EnvSources,
                     volumes: PodVolumes, policy: SidecarPolicy, node: NodeFacts,
-                    restart: str) -> ContainerPlan:
+                    restart: str, data_root: Path) -> ContainerPlan:
     meta, spec = pod["metadata"], pod["spec"]
     image = container.get("image") or ""
     if not image.strip():
@@ -283,6 +286,14 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     entrypoint, cmd = entrypoint_and_cmd(container, dict(env_pairs))
     mounts, mount_dirs = container_mounts(container, volumes, field_prefix=where,
                                           env=dict(env_pairs))
+    message_path = container.get("terminationMessagePath") or "/dev/termination-log"
+    if not message_path.startswith("/") or ".." in message_path.split("/"):
+        raise PlanError(f"{where}.terminationMessagePath {message_path!r} must be an absolute "
+                        "path without '..'")
+    termination_file = data_root / "pods" / meta["uid"] / "termination" / container["name"]
+    if not any(m.target.rstrip("/") == message_path.rstrip("/") for m in mounts):
+        mounts = [*mounts, MountSpec(source=str(termination_file), target=message_path,
+                                     read_only=False, kind="bind")]
 
     pod_sc = spec.get("securityContext") or {}
     sc = container.get("securityContext") or {}
@@ -341,6 +352,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
         tty=bool(container.get("tty")), stdin_open=bool(container.get("stdin")), gpus=gpus,
         pid_mode="host" if spec.get("hostPID") else "pod" if spec.get("shareProcessNamespace")
         else None,
+        termination_file=termination_file,
         labels={**L.pod_labels(policy.Instance, uid, namespace, name),
                 L.CONTAINER: container["name"],
                 L.ROLE: role, L.INDEX: str(index)},

@@ -15,7 +15,9 @@ import errno
 import functools
 import json
 import logging
+import math
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -40,7 +42,8 @@ from .docker_config import (
 from .engine import Engine, EngineError
 from .plan import ContainerPlan, NodeFacts, PlanError, PodPlan, plan_pod, registry_of
 from .policy import SidecarPolicy
-from .probes import ReadinessProbes
+from .lifecycle import Health, Supervisor, Supervisors
+from .probes import run_handler
 from .status import ContainerFacts, Waiting, container_status, not_found_status
 from .tracker import Tracker, has_stopped
 from .volumes import VolumeError, materialize, remove_pod_dir
@@ -49,6 +52,9 @@ log = logging.getLogger("interlink.sidecar.pods")
 T = TypeVar("T")
 
 REQUEST_FILE = "request.json"
+# Kubernetes' limits: 4096 bytes of message file; 80 lines or 2048 bytes of log as fallback.
+MAX_TERMINATION_MESSAGE = 4096
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
 
 
 @dataclass
@@ -96,7 +102,10 @@ class PodManager:
         self.data_root = data_root
         self.node = node
         self.records: dict[str, PodRecord] = {}
-        self.probes = ReadinessProbes()
+        self.supervisors = Supervisors()
+        # Termination messages read when a container stops, by (container ID, FinishedAt).
+        self._messages: dict[tuple[str, str], str] = {}
+        tracker.add_listener(self._on_container_change)
         self._locks: dict[str, asyncio.Lock] = {}
         # Images seen on the engine, and when: spares an inspect per image on every start.
         self._images_seen: dict[str, float] = {}
@@ -138,10 +147,7 @@ class PodManager:
         after the answer can still finish the pod. On failure nothing is left behind."""
         pod_dir = self.pod_dir(plan.uid)
         try:
-            pod_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(pod_dir, 0o711)
-            extra = [d for c in plan.containers for d in c.mount_dirs]
-            materialize(plan.volumes, extra)
+            self._materialize(plan)
             tmp = pod_dir / (REQUEST_FILE + ".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -150,6 +156,19 @@ class PodManager:
         except (VolumeError, OSError) as exc:
             remove_pod_dir(pod_dir)
             raise PlanError(f"cannot prepare the pod's volumes: {exc}") from None
+
+    def _materialize(self, plan: PodPlan) -> None:
+        """The pod's files: volumes and termination message files (idempotent)."""
+        pod_dir = self.pod_dir(plan.uid)
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(pod_dir, 0o711)
+        materialize(plan.volumes, [d for c in plan.containers for d in c.mount_dirs])
+        for c in plan.containers:
+            if c.termination_file is not None and not c.termination_file.exists():
+                c.termination_file.parent.mkdir(mode=0o755, exist_ok=True)
+                c.termination_file.touch()
+                # Any user the container runs as must be able to write its message.
+                os.chmod(c.termination_file, 0o666)
 
     def _check_host_ports(self, plan: PodPlan) -> None:
         for binding in plan.infra.ports:
@@ -196,8 +215,11 @@ class PodManager:
                         return
             await asyncio.gather(*(self._ensure_main(rec, c) for c in rec.plan.main))
             for c in rec.plan.main:
-                self.probes.start(rec.uid, c.spec, rec.pod_ip, functools.partial(
-                    self._exec_in, rec.uid, c.name))
+                self.supervisors.start(Supervisor(
+                    host=self, uid=rec.uid, container=c.spec, pod_ip=rec.pod_ip,
+                    restart_policy=rec.plan.restart_policy, grace=rec.plan.grace_period,
+                    backoff_initial=self.policy.BackoffInitialSeconds,
+                    backoff_max=self.policy.BackoffMaxSeconds))
             log.info("pod %s is up", rec.ref())
         except asyncio.CancelledError:
             raise
@@ -396,15 +418,96 @@ class PodManager:
                 await blocking(self.engine.start, existing[-1]["Id"])
             await blocking(self.tracker.refresh, existing[-1]["Id"])
 
-    async def _exec_in(self, uid: str, name: str, command: list[str], timeout: float) -> int:
+    # --- what supervisors ask of the manager (lifecycle.Host) -----------------------------
+
+    def current(self, uid: str, name: str) -> dict[str, Any] | None:
         record = self.records.get(uid)
-        if record is None:
-            return -1
-        found = self._docker_containers(record, L.ROLE_MAIN, name)
-        if not found:
-            return -1
-        code, _ = await asyncio.to_thread(self.engine.exec, found[-1]["Id"], command)
+        found = self._docker_containers(record, L.ROLE_MAIN, name) if record else []
+        return found[-1] if found else None
+
+    async def exec_in(self, cid: str, command: list[str], timeout: float) -> int:
+        code, _ = await asyncio.wait_for(asyncio.to_thread(self.engine.exec, cid, command),
+                                         timeout)
         return code
+
+    async def kill(self, info: dict[str, Any], grace: int, *, restart: bool) -> bool:
+        """Stop a container's process as a kubelet does (SIGTERM, SIGKILL after ``grace``).
+
+        The signal goes to the process itself, from the host, so that Docker sees the exit as
+        the container's own and its restart policy applies and counts it. Returns False when
+        the process is not visible from here (the sidecar in a container of its own PID
+        namespace); Docker then restarts or stops it, and the restart is not in its count.
+        """
+        pid = int(info["State"].get("Pid") or 0)
+        try:
+            if pid <= 0:
+                raise ProcessLookupError
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            if restart:
+                await blocking(self.engine.restart, info["Id"], grace)
+            else:
+                await blocking(self.engine.stop, info["Id"], grace)
+            return False
+        try:
+            await asyncio.wait_for(self.tracker.wait_exit(info["Id"]), grace)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return True
+
+    async def recreate(self, uid: str, name: str) -> None:
+        """A new Docker container for a main container that could not start."""
+        record = self.records.get(uid)
+        if record is None or record.plan is None:
+            return
+        plan = next(c for c in record.plan.main if c.name == name)
+        found = self._docker_containers(record, L.ROLE_MAIN, name)
+        attempt = int(found[-1]["Config"]["Labels"].get(L.ATTEMPT, "0")) + 1 if found else 0
+        for old in found[:-1]:
+            await blocking(self.engine.remove, old["Id"])
+        await self._create_and_start(record, plan, attempt=attempt)
+
+    def _on_container_change(self, cid: str, info: dict[str, Any] | None) -> None:
+        if info is None:
+            return
+        labels = info["Config"]["Labels"]
+        uid, name = labels.get(L.POD_UID, ""), labels.get(L.CONTAINER, "")
+        self.supervisors.poke(uid, name)
+        state = info["State"]
+        finished = state.get("FinishedAt", "")
+        if state.get("Running") or not finished or finished.startswith("0001") \
+                or labels.get(L.ROLE) == L.ROLE_INFRA:
+            return
+        key = (info["Id"], finished)
+        if key not in self._messages:
+            self._messages[key] = ""
+            asyncio.get_running_loop().create_task(self._read_termination_message(info))
+
+    async def _read_termination_message(self, info: dict[str, Any]) -> None:
+        """Kubernetes' terminationMessagePath, and FallbackToLogsOnError."""
+        labels = info["Config"]["Labels"]
+        record = self.records.get(labels.get(L.POD_UID, ""))
+        if record is None or record.plan is None:
+            return
+        plan = next((c for c in record.plan.containers if c.name == labels.get(L.CONTAINER)),
+                    None)
+        if plan is None:
+            return
+        message = ""
+        if plan.termination_file is not None:
+            with contextlib.suppress(OSError):
+                with open(plan.termination_file, "rb") as f:
+                    message = f.read(MAX_TERMINATION_MESSAGE).decode("utf-8", "replace")
+        code = info["State"].get("ExitCode") or 0
+        if not message.strip() and code != 0 and \
+                plan.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            with contextlib.suppress(Exception):
+                chunks = await blocking(lambda: b"".join(self.engine.logs(
+                    info["Id"], follow=False, tail=FALLBACK_LOG_LINES, timestamps=False,
+                    since=None)))
+                message = chunks[-FALLBACK_LOG_BYTES:].decode("utf-8", "replace")
+        self._messages[(info["Id"], info["State"].get("FinishedAt", ""))] = message
 
     # --- delete -----------------------------------------------------------------------------
 
@@ -417,7 +520,7 @@ class PodManager:
             if record is not None and record.task is not None:
                 record.task.cancel()
                 await asyncio.gather(record.task, return_exceptions=True)
-            self.probes.stop(uid)
+            await self.supervisors.stop(uid)
             grace = meta.get("deletionGracePeriodSeconds")
             if grace is None and record is not None and record.plan is not None:
                 grace = record.plan.grace_period
@@ -428,8 +531,11 @@ class PodManager:
                           if c["Labels"].get(L.POD_UID) == uid]
             workloads = [c["Id"] for c in containers if c["Labels"].get(L.ROLE) != L.ROLE_INFRA]
             infra = [c["Id"] for c in containers if c["Labels"].get(L.ROLE) == L.ROLE_INFRA]
-            await asyncio.gather(*(blocking(self.engine.stop, cid, int(grace))
-                                   for cid in workloads))
+            started = time.monotonic()
+            if record is not None and record.plan is not None:
+                await self._pre_stop(record, containers, int(grace))
+            left = max(0, math.ceil(grace - (time.monotonic() - started)))
+            await asyncio.gather(*(blocking(self.engine.stop, cid, left) for cid in workloads))
             for cid in workloads + infra:
                 await blocking(self.engine.remove, cid)
                 await blocking(self.tracker.refresh, cid)
@@ -444,6 +550,28 @@ class PodManager:
                 log.info("deleted pod %s/%s (uid %s)", meta.get("namespace"), meta.get("name"),
                          uid)
             return found
+
+    async def _pre_stop(self, record: PodRecord, containers: list[dict[str, Any]],
+                        grace: int) -> None:
+        """preStop hooks of running containers, together, within the grace period."""
+        assert record.plan is not None
+        running = {c["Labels"].get(L.CONTAINER): c["Id"] for c in containers
+                   if c["Labels"].get(L.ROLE) == L.ROLE_MAIN and c.get("State") == "running"}
+        hooks = [(c, running[c.name]) for c in record.plan.main
+                 if c.name in running and (c.spec.get("lifecycle") or {}).get("preStop")]
+
+        async def run(c: ContainerPlan, cid: str) -> None:
+            ok, detail = await run_handler(
+                c.spec["lifecycle"]["preStop"], c.spec, record.pod_ip, timeout=max(grace, 1),
+                exec_in=lambda cmd, t: self.exec_in(cid, cmd, t))
+            if not ok:
+                log.warning("pod %s: preStop hook of %s failed: %s", record.ref(), c.name,
+                            detail)
+
+        if hooks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(run(c, cid) for c, cid in hooks)),
+                                       max(grace, 1))
 
     # --- status -----------------------------------------------------------------------------
 
@@ -479,20 +607,30 @@ class PodManager:
             elif role == L.ROLE_MAIN and latest is None and waiting is None and \
                     _init_pending(by_name, specs):
                 waiting = Waiting("PodInitializing")
-            restarts = int(latest["Config"]["Labels"].get(L.ATTEMPT, "0")) if role == L.ROLE_INIT \
-                and latest else int((latest or {}).get("RestartCount") or 0)
-            ready = self.probes.ready(uid, name)
-            if ready is None and role == L.ROLE_MAIN and name in probed:
-                ready = False  # its readiness probe has not run yet
-            return ContainerFacts(name=name, image=image, docker=latest, restart_count=restarts,
-                                  waiting=waiting, ready=ready,
-                                  terminated_override=override)
+            health = self.supervisors.health(uid, name) if role == L.ROLE_MAIN else None
+            restarts = int((latest or {}).get("Config", {}).get("Labels", {}).get(L.ATTEMPT, "0"))
+            if role == L.ROLE_MAIN:
+                restarts += int((latest or {}).get("RestartCount") or 0) + (
+                    health.extra_restarts if health else 0)
+            return ContainerFacts(
+                name=name, image=image, docker=latest, restart_count=restarts, waiting=waiting,
+                ready=_ready(health, name in probed), started=health.started if health else None,
+                terminated_override=override, backoff=health.backoff if health else "",
+                message=self._message(latest, health))
 
         return PodStatus(
             name=record.name, UID=uid, namespace=record.namespace, JID=record.job_id,
             containers=[container_status(facts(L.ROLE_MAIN, n, i)) for n, i in specs["main"]],
             initContainers=[container_status(facts(L.ROLE_INIT, n, i))
                             for n, i in specs["init"]])
+
+    def _message(self, info: dict[str, Any] | None, health: Health | None) -> str:
+        if info is None:
+            return ""
+        message = self._messages.get((info["Id"], info["State"].get("FinishedAt", "")), "")
+        if not message and health is not None and health.killed_because:
+            message = f"killed by the sidecar: {health.killed_because}"
+        return message
 
     # --- restart safety ---------------------------------------------------------------------
 
@@ -509,7 +647,9 @@ class PodManager:
                 try:
                     data = RetrievedPodData.model_validate(json.loads(request.read_text()))
                     plan = self.plan(data)
-                except (ValueError, PlanError) as exc:
+                    # A crash between answering /create and writing the files is possible.
+                    await blocking(self._materialize, plan)
+                except (ValueError, PlanError, VolumeError, OSError) as exc:
                     log.error("pod %s: stored request unusable (%s); reporting only", uid, exc)
                 else:
                     record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,
@@ -535,7 +675,17 @@ class PodManager:
         await asyncio.gather(*(r.task for r in self.records.values() if r.task),
                              return_exceptions=True)
         for uid in list(self.records):
-            self.probes.stop(uid)
+            await self.supervisors.stop(uid)
+
+
+def _ready(health: Health | None, probed: bool) -> bool | None:
+    """None lets status say "ready while running"; a probed container is ready only once its
+    probe said so, and never before its startup probe passed."""
+    if health is None:
+        return False if probed else None
+    if probed or not health.started:
+        return health.ready and health.started
+    return None
 
 
 def _pod_ip(infra: dict[str, Any]) -> str:

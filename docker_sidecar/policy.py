@@ -2,7 +2,47 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class GPUSettings(BaseModel):
+    """``Sidecar: GPU:`` -- NVIDIA GPUs handed to pods (see docker_sidecar/gpus.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # auto: use GPUs when NVML finds some; on: no usable GPU is a startup error; off: never.
+    Enabled: Literal["auto", "on", "off"] = "auto"
+    # Extended resource pods ask for and the node reports as accelerator.
+    ResourceName: str = Field(default="nvidia.com/gpu", min_length=1)
+    # Allow-list of GPU UUIDs, MIG device UUIDs or NVML indices; empty = every GPU.
+    Devices: list[str] = Field(default_factory=list)
+    # Hand out the MIG devices of GPUs in MIG mode (otherwise such GPUs are not used).
+    MIG: bool = False
+    # Too few free GPUs for a pod: refuse its creation, or queue it (first come first served).
+    WhenFull: Literal["refuse", "queue"] = "refuse"
+    # Path of libnvidia-ml.so.1; empty = the system's library lookup.
+    NVMLLibrary: str = ""
+
+    @field_validator("Enabled", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as a boolean.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("Devices", mode="before")
+    @classmethod
+    def _device_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        elif isinstance(value, int):
+            value = [value]
+        if isinstance(value, list):
+            return [str(v).strip() for v in value if str(v).strip()]
+        return value
 
 
 class SidecarPolicy(BaseModel):
@@ -33,3 +73,5 @@ class SidecarPolicy(BaseModel):
     DefaultGracePeriodSeconds: int = Field(default=30, ge=0)
     # Docker pulls can be slow; a pull that takes longer is reported as ErrImagePull.
     PullTimeoutSeconds: float = Field(default=600.0, gt=0)
+    # NVIDIA GPUs: discovery through NVML, allocation to pods.
+    GPU: GPUSettings = Field(default_factory=GPUSettings)

@@ -1,20 +1,17 @@
-"""Readiness probes, run by the sidecar itself (there is no kubelet on this node).
+"""Probe and lifecycle-hook handlers, run by the sidecar itself (no kubelet on this node).
 
-httpGet and tcpSocket probes connect to the pod's IP, which is the pod's network namespace;
-exec probes run inside the container through the engine.
+httpGet and tcpSocket handlers connect to the pod's IP, that is into the pod's network
+namespace; exec handlers run inside the container through the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
-log = logging.getLogger("interlink.sidecar.probes")
 
 Exec = Callable[[list[str], float], Awaitable[int]]
 
@@ -54,12 +51,12 @@ def resolve_port(port: Any, container: dict[str, Any]) -> int:
                      f"{container.get('name')!r}")
 
 
-async def run_once(probe: dict[str, Any], container: dict[str, Any], pod_ip: str,
-                   timeout: float, exec_: Exec) -> bool:
-    """One probe attempt; True on success."""
+async def run_handler(handler: dict[str, Any], container: dict[str, Any], pod_ip: str, *,
+                      timeout: float, exec_in: Exec) -> tuple[bool, str]:
+    """Run a probe or lifecycle handler once: (success, what happened)."""
     try:
-        if "httpGet" in probe:
-            spec = probe["httpGet"]
+        if "httpGet" in handler:
+            spec = handler["httpGet"] or {}
             scheme = (spec.get("scheme") or "HTTP").lower()
             host = spec.get("host") or pod_ip
             port = resolve_port(spec.get("port"), container)
@@ -67,59 +64,24 @@ async def run_once(probe: dict[str, Any], container: dict[str, Any], pod_ip: str
             headers = {h["name"]: h.get("value", "") for h in spec.get("httpHeaders") or []}
             async with httpx.AsyncClient(verify=False, timeout=timeout, trust_env=False) as c:
                 resp = await c.get(f"{scheme}://{host}:{port}{path}", headers=headers)
-            return 200 <= resp.status_code < 400
-        if "tcpSocket" in probe:
-            spec = probe["tcpSocket"]
+            ok = 200 <= resp.status_code < 400
+            return ok, f"HTTP GET {path} on port {port}: {resp.status_code}"
+        if "tcpSocket" in handler:
+            spec = handler["tcpSocket"] or {}
             port = resolve_port(spec.get("port"), container)
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(spec.get("host") or pod_ip, port), timeout)
             writer.close()
-            return True
-        if "exec" in probe:
-            command = list((probe["exec"] or {}).get("command") or [])
-            return await asyncio.wait_for(exec_(command, timeout), timeout) == 0
-    except (OSError, httpx.HTTPError, asyncio.TimeoutError, ProbeError) as exc:
-        log.debug("probe failed: %s", exc)
-        return False
-    return False
-
-
-class ReadinessProbes:
-    """One task per probed container; verdicts are read by status without waiting."""
-
-    def __init__(self) -> None:
-        self._ready: dict[tuple[str, str], bool] = {}
-        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-
-    def ready(self, uid: str, name: str) -> bool | None:
-        return self._ready.get((uid, name))
-
-    def start(self, uid: str, container: dict[str, Any], pod_ip: str, exec_: Exec) -> None:
-        probe = container.get("readinessProbe")
-        key = (uid, container["name"])
-        if not probe or key in self._tasks:
-            return
-        self._ready[key] = False
-        self._tasks[key] = asyncio.create_task(self._loop(key, probe, container, pod_ip, exec_))
-
-    def stop(self, uid: str) -> None:
-        for key in [k for k in self._tasks if k[0] == uid]:
-            self._tasks.pop(key).cancel()
-            self._ready.pop(key, None)
-
-    async def _loop(self, key: tuple[str, str], probe: dict[str, Any],
-                    container: dict[str, Any], pod_ip: str, exec_: Exec) -> None:
-        settings = ProbeSettings.from_spec(probe)
-        await asyncio.sleep(settings.initial_delay)
-        successes = failures = 0
-        while True:
-            ok = await run_once(probe, container, pod_ip, settings.timeout, exec_)
-            if ok:
-                successes, failures = successes + 1, 0
-                if successes >= settings.success_threshold:
-                    self._ready[key] = True
-            else:
-                successes, failures = 0, failures + 1
-                if failures >= settings.failure_threshold:
-                    self._ready[key] = False
-            await asyncio.sleep(settings.period)
+            return True, f"TCP port {port} open"
+        if "exec" in handler:
+            command = list((handler["exec"] or {}).get("command") or [])
+            code = await asyncio.wait_for(exec_in(command, timeout), timeout)
+            return code == 0, f"command {command!r} exited with {code}"
+        if "sleep" in handler:
+            await asyncio.sleep(float((handler["sleep"] or {}).get("seconds") or 0))
+            return True, "slept"
+    except asyncio.TimeoutError:
+        return False, f"no answer within {timeout:g}s"
+    except (OSError, httpx.HTTPError, ProbeError) as exc:
+        return False, str(exc) or type(exc).__name__
+    return False, f"unsupported handler {sorted(handler)}; use httpGet, tcpSocket or exec"

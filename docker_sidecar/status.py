@@ -49,8 +49,11 @@ class ContainerFacts:
     docker: dict[str, Any] | None = None  # latest inspect of its Docker container, if any
     restart_count: int = 0
     waiting: Waiting | None = None  # why it has no Docker container (yet)
-    ready: bool | None = None  # probe verdict; None when no readiness probe
+    ready: bool | None = None  # probe verdict; None: ready while running
+    started: bool | None = None  # startup probe verdict; None: started while running
     terminated_override: ContainerStateTerminated | None = None
+    backoff: str = ""  # set while a container that could not start waits for its retry
+    message: str = ""  # termination message (file, logs, or why the sidecar killed it)
 
 
 def terminated_from_docker(info: dict[str, Any]) -> ContainerStateTerminated:
@@ -82,6 +85,12 @@ def container_status(facts: ContainerFacts) -> ContainerStatus:
 
     state = info["State"]
     ids = {"imageID": f"docker://{info.get('Image', '')}", "containerID": f"docker://{info['Id']}"}
+    if facts.backoff:
+        return ContainerStatus(
+            **base, **ids,
+            state=ContainerState(waiting=ContainerStateWaiting(reason="CrashLoopBackOff",
+                                                               message=facts.backoff)),
+            lastState=ContainerState(terminated=terminated_from_docker(info)))
     if state.get("Restarting"):
         return ContainerStatus(
             **base, **ids,
@@ -91,15 +100,18 @@ def container_status(facts: ContainerFacts) -> ContainerStatus:
             lastState=ContainerState(terminated=terminated_from_docker(info)))
     if state.get("Running"):
         ready = True if facts.ready is None else facts.ready
+        started = True if facts.started is None else facts.started
         return ContainerStatus(
-            **base, **ids, ready=ready, started=True,
+            **base, **ids, ready=ready, started=started,
             state=ContainerState(running=ContainerStateRunning(
                 startedAt=docker_time(state.get("StartedAt")))))
     if state.get("Status") == "created" and not state.get("Error"):
         return ContainerStatus(**base, **ids, state=ContainerState(
             waiting=ContainerStateWaiting(reason="ContainerCreating")))
-    return ContainerStatus(**base, **ids,
-                           state=ContainerState(terminated=terminated_from_docker(info)))
+    terminated = terminated_from_docker(info)
+    if facts.message and not terminated.message:
+        terminated = terminated.model_copy(update={"message": facts.message})
+    return ContainerStatus(**base, **ids, state=ContainerState(terminated=terminated))
 
 
 def not_found_status(pod: dict[str, Any], why: str) -> PodStatus:
