@@ -17,6 +17,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from interlink_common.observe import RequestObserver
 from interlink_common.wire import (
+    Accelerator,
     LogStruct,
     NodeResources,
     PingResponse,
@@ -33,6 +34,7 @@ from .engine import Engine
 from .logs import first_bytes, log_params
 from .metrics import SidecarMetrics
 from .plan import NodeFacts, PlanError
+from .gpus import accelerators, sample
 from .pods import PodManager
 from .quantity import format_bytes_k8s
 from .status import phase_of
@@ -41,7 +43,7 @@ log = logging.getLogger("interlink.sidecar")
 
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 JSON = "application/json"
-ROUTES = ("/create", "/delete", "/status", "/getLogs", "/healthz", "/metrics")
+ROUTES = ("/create", "/delete", "/status", "/getLogs", "/healthz", "/metrics", "/gpus")
 
 
 class LogLookupError(Exception):
@@ -97,7 +99,31 @@ class Sidecar:
         return Response(dumps(out), media_type=JSON)
 
     def ping(self) -> PingResponse:
-        return PingResponse(status="ok", resources=self.resources)
+        """Node capacity; a current VK updates the node's GPUs from ``accelerators``."""
+        found = accelerators(self.manager.gpus, self.manager.allocator)
+        resources = self.resources.model_copy(update={
+            "accelerators": [Accelerator.model_validate(a) for a in found]})
+        return PingResponse(status="ok", resources=resources)
+
+    def gpu_report(self) -> dict[str, Any]:
+        """Every allocatable GPU, its readings and the pod that holds it (``GET /gpus``)."""
+        inventory, allocator = self.manager.gpus, self.manager.allocator
+        holders = allocator.holders() if allocator else {}
+        readings = {r.uuid: r for r in sample(inventory)} if inventory.enabled else {}
+        return {
+            "enabled": inventory.enabled, "reason": inventory.reason,
+            "resource": inventory.resource_name, "driverVersion": inventory.driver_version,
+            "free": allocator.free_count() if allocator else 0,
+            "gpus": [{
+                "uuid": u.uuid, "name": u.name, "index": u.index, "parentUUID": u.parent_uuid,
+                "memoryTotal": u.memory_total,
+                "memoryUsed": readings[u.uuid].memory_used if u.uuid in readings else None,
+                "utilization": readings[u.uuid].utilization if u.uuid in readings else None,
+                "pod": holders.get(u.uuid)} for u in inventory.units],
+            "skipped": inventory.skipped,
+            "queue": [{"pod": w.pod_ref, "count": w.count}
+                      for w in (allocator.waiting() if allocator else [])],
+        }
 
     def find_log_container(self, req: LogStruct) -> str:
         record = self.manager.records.get(req.PodUID)
@@ -207,9 +233,10 @@ def create_app(sidecar: Sidecar) -> FastAPI:
                           ("/status", sidecar.status), ("/getLogs", sidecar.get_logs)):
         app.add_api_route(path, endpoint(handler), methods=ANY_METHOD)
     app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), methods=["GET", "HEAD"])
-    app.add_api_route("/metrics", lambda: Response(sidecar.metrics.render(sidecar.phases),
-                                                   media_type=sidecar.metrics.content_type),
-                      methods=["GET"])
+    app.add_api_route("/metrics", lambda: Response(
+        sidecar.metrics.render(sidecar.phases, sidecar.gpu_report),
+        media_type=sidecar.metrics.content_type), methods=["GET"])
+    app.add_api_route("/gpus", sidecar.gpu_report, methods=["GET"])
     app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _: (
         sidecar.metrics.requests.labels(route, str(status)).inc()))
     return app

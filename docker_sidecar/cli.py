@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .app import Sidecar, create_app, node_resources
     from .engine import Engine
+    from .gpus import GPUError, discover
     from .metrics import SidecarMetrics
     from .pods import PodManager
     from .tracker import Tracker
@@ -63,9 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     except DockerException as exc:
         sys.exit(f"docker-sidecar: cannot reach the Docker Engine ({exc}); start dockerd or "
                  "set DOCKER_HOST")
+    try:
+        inventory = discover(policy.GPU)
+    except GPUError as exc:
+        sys.exit(f"docker-sidecar: {exc}")
     data_root = cfg.data_root.resolve()
     data_root.mkdir(parents=True, exist_ok=True)
-    manager = PodManager(engine, Tracker(engine), policy, data_root=data_root, node=node)
+    manager = PodManager(engine, Tracker(engine), policy, data_root=data_root, node=node,
+                         gpus=inventory)
     log.info("data root %s; node %s with %s CPUs and %s memory", data_root, node.name,
              resources.cpu, resources.memory)
     serve(create_app(Sidecar(manager, engine, metrics, resources)), listener,

@@ -32,7 +32,6 @@ from .volumes import (
     plan_volumes,
 )
 
-GPU_RESOURCE = "nvidia.com/gpu"
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -128,6 +127,20 @@ class PodPlan:
     @property
     def job_id(self) -> str:
         return self.infra.docker_name
+
+    def gpu_assignment(self, uuids: list[str]) -> dict[str, list[str]]:
+        """Which of the pod's GPUs each container gets: main containers split them, each its
+        own; init containers, which run one at a time before the mains, reuse the first ones."""
+        out: dict[str, list[str]] = {}
+        for c in self.init:
+            if c.gpus:
+                out[c.name] = uuids[:c.gpus]
+        offset = 0
+        for c in self.main:
+            if c.gpus:
+                out[c.name] = uuids[offset:offset + c.gpus]
+                offset += c.gpus
+        return out
 
 
 @dataclass(frozen=True)
@@ -319,7 +332,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
 
     limits = (container.get("resources") or {}).get("limits") or {}
     requests = (container.get("resources") or {}).get("requests") or {}
-    gpus = _gpu_count(limits, requests, where)
+    gpus = _gpu_count(limits, requests, where, policy.GPU.ResourceName)
     nano_cpus = cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") is not None else None
     mem_limit = byte_count(limits["memory"]) if limits.get("memory") is not None else None
     if mem_limit is not None and mem_limit < 6 * 1024 * 1024:
@@ -360,23 +373,24 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     )
 
 
-def _gpu_count(limits: dict[str, Any], requests: dict[str, Any], where: str) -> int:
-    raw_limit, raw_request = limits.get(GPU_RESOURCE), requests.get(GPU_RESOURCE)
+def _gpu_count(limits: dict[str, Any], requests: dict[str, Any], where: str,
+               resource: str) -> int:
+    raw_limit, raw_request = limits.get(resource), requests.get(resource)
     if raw_limit is None and raw_request is None:
         return 0
     if raw_limit is None:
-        raise PlanError(f"{where}.resources.limits.{GPU_RESOURCE} must be set when requests "
+        raise PlanError(f"{where}.resources.limits.{resource} must be set when requests "
                         f"ask for GPUs (Kubernetes requires requests to equal limits)")
     try:
         count = int(str(raw_limit))
     except ValueError:
-        raise PlanError(f"{where}.resources.limits.{GPU_RESOURCE} {raw_limit!r} must be a "
+        raise PlanError(f"{where}.resources.limits.{resource} {raw_limit!r} must be a "
                         "whole number") from None
     if raw_request is not None and str(raw_request) != str(raw_limit):
-        raise PlanError(f"{where}.resources: requests.{GPU_RESOURCE} ({raw_request}) must "
-                        f"equal limits.{GPU_RESOURCE} ({raw_limit})")
+        raise PlanError(f"{where}.resources: requests.{resource} ({raw_request}) must "
+                        f"equal limits.{resource} ({raw_limit})")
     if count < 0:
-        raise PlanError(f"{where}.resources.limits.{GPU_RESOURCE} must not be negative")
+        raise PlanError(f"{where}.resources.limits.{resource} must not be negative")
     return count
 
 

@@ -42,6 +42,8 @@ from .docker_config import (
 from .engine import Engine, EngineError
 from .plan import ContainerPlan, NodeFacts, PlanError, PodPlan, plan_pod, registry_of
 from .policy import SidecarPolicy
+from .gpus import GPUAllocator, GPUInventory, GPURestoreConflict, GPUUnavailable, format_label, \
+    parse_label
 from .lifecycle import Health, Supervisor, Supervisors
 from .probes import run_handler
 from .status import ContainerFacts, Waiting, container_status, not_found_status
@@ -69,6 +71,7 @@ class PodRecord:
     init_failed_name: str = ""
     pod_ip: str = ""
     container_ids: dict[str, str] = field(default_factory=dict)  # created in this run, by name
+    gpu_granted: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
     @property
@@ -95,7 +98,8 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 class PodManager:
     def __init__(self, engine: Engine, tracker: Tracker, policy: SidecarPolicy, *,
-                 data_root: Path, node: NodeFacts) -> None:
+                 data_root: Path, node: NodeFacts,
+                 gpus: GPUInventory | None = None) -> None:
         self.engine = engine
         self.tracker = tracker
         self.policy = policy
@@ -103,6 +107,9 @@ class PodManager:
         self.node = node
         self.records: dict[str, PodRecord] = {}
         self.supervisors = Supervisors()
+        self.gpus = gpus or GPUInventory(enabled=False, reason="GPU support is not configured")
+        self.allocator = GPUAllocator([u.uuid for u in self.gpus.units],
+                                      self.gpus.resource_name) if self.gpus.enabled else None
         # Termination messages read when a container stops, by (container ID, FinishedAt).
         self._messages: dict[tuple[str, str], str] = {}
         tracker.add_listener(self._on_container_change)
@@ -130,13 +137,15 @@ class PodManager:
             if existing is not None:
                 return CreateStruct(PodUID=uid, PodJID=existing.job_id)
             plan = self.plan(data)
-            if plan.gpus:
-                raise PlanError(f"the pod asks for {plan.gpus} nvidia.com/gpu but GPU support "
-                                "is not enabled on this node")
             self._check_host_ports(plan)
-            await blocking(self._prepare, data, plan)
             record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name, plan=plan,
                                pod=data.pod.to_wire())
+            self._reserve_gpus(record)
+            try:
+                await blocking(self._prepare, data, plan)
+            except PlanError:
+                self._release_gpus(uid)
+                raise
             self.records[uid] = record
             record.task = asyncio.create_task(self._bring_up(record, data))
             log.info("accepted pod %s (uid %s)", record.ref(), uid)
@@ -156,6 +165,69 @@ class PodManager:
         except (VolumeError, OSError) as exc:
             remove_pod_dir(pod_dir)
             raise PlanError(f"cannot prepare the pod's volumes: {exc}") from None
+
+    # --- GPUs -------------------------------------------------------------------------------
+
+    def _reserve_gpus(self, record: PodRecord) -> None:
+        """Take the pod's GPUs now, or queue it (GPU.WhenFull: queue), or refuse it."""
+        assert record.plan is not None
+        count = record.plan.gpus
+        if not count:
+            record.gpu_granted.set()
+            return
+        if self.allocator is None:
+            raise PlanError(self.gpus.no_gpus_message(count))
+        try:
+            self.allocator.allocate(record.uid, record.ref(), count)
+            record.gpu_granted.set()
+        except GPUUnavailable as exc:
+            if self.policy.GPU.WhenFull != "queue" or not exc.fits:
+                raise PlanError(str(exc)) from None
+            position = self.allocator.enqueue(record.uid, record.ref(), count)
+            log.info("pod %s waits for %d GPUs (position %d)", record.ref(), count, position)
+
+    def _release_gpus(self, uid: str) -> None:
+        """Give a pod's GPUs back and start the queued pods they make room for."""
+        if self.allocator is None:
+            return
+        if self.allocator.release(uid):
+            log.info("released the GPUs of pod %s", uid)
+        for grant in self.allocator.next_ready():
+            waiting = self.records.get(grant.pod_uid)
+            if waiting is not None:
+                waiting.gpu_granted.set()
+
+    def _pod_finished(self, record: PodRecord) -> bool:
+        """True when the pod can never run again: its GPUs can go (restartPolicy Never: every
+        container has stopped; OnFailure: every one exited 0; an init container failed)."""
+        if record.plan is None or record.init_failed is not None:
+            return record.init_failed is not None
+        if record.plan.restart_policy == "Always":
+            return False
+        for c in record.plan.main:
+            found = self._docker_containers(record, L.ROLE_MAIN, c.name)
+            if not found or not has_stopped(found[-1]):
+                return False
+            state = found[-1]["State"]
+            if record.plan.restart_policy == "OnFailure" and (
+                    state.get("ExitCode") or state.get("Error")):
+                return False
+        return True
+
+    async def _wait_for_gpus(self, rec: PodRecord) -> None:
+        assert rec.plan is not None
+        while not rec.gpu_granted.is_set():
+            assert self.allocator is not None
+            message = (f"waiting for {rec.plan.gpus} {self.gpus.resource_name}: position "
+                       f"{self.allocator.position(rec.uid)} in line, "
+                       f"{self.allocator.free_count()} free of {self.allocator.total}")
+            for c in rec.plan.containers:
+                rec.waiting[c.name] = Waiting("WaitingForGPU", message)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(rec.gpu_granted.wait(), 5)
+        for c in rec.plan.containers:
+            if rec.waiting.get(c.name, Waiting("")).reason == "WaitingForGPU":
+                rec.waiting.pop(c.name)
 
     def _materialize(self, plan: PodPlan) -> None:
         """The pod's files: volumes and termination message files (idempotent)."""
@@ -195,6 +267,7 @@ class PodManager:
     async def _bring_up(self, rec: PodRecord, data: RetrievedPodData) -> None:
         assert rec.plan is not None
         try:
+            await self._wait_for_gpus(rec)
             await self._ensure_images(rec)
             # A pod with no init containers whose spec does not use its own IP can have its
             # containers created while the sandbox starts.
@@ -296,8 +369,12 @@ class PodManager:
             info = known[0] if known else None
             try:
                 if info is None:
-                    await blocking(self.engine.create, infra_create_args(infra),
-                                   infra_host_config(infra))
+                    args = infra_create_args(infra)
+                    if rec.plan.gpus and self.allocator is not None:
+                        # The pod's GPUs, recorded where a restarted sidecar finds them.
+                        args["labels"] = {**args["labels"], L.GPUS: format_label(
+                            self.allocator.allocation(rec.uid))}
+                    await blocking(self.engine.create, args, infra_host_config(infra))
                 if info is None or not info["State"].get("Running") and not self._mains_exist(rec):
                     starting = blocking(self.engine.start, infra.docker_name)
                     if early:
@@ -338,12 +415,16 @@ class PodManager:
         """Create one container; a failure is recorded as the container's state."""
         assert rec.plan is not None
         name = L.container_name(rec.namespace, rec.name, c.name, rec.uid, attempt)
-        extra = {L.ATTEMPT: str(attempt)} if attempt else None
+        extra = {L.ATTEMPT: str(attempt)} if attempt else {}
+        gpus = []
+        if c.gpus and self.allocator is not None:
+            gpus = rec.plan.gpu_assignment(self.allocator.allocation(rec.uid)).get(c.name, [])
+            extra[L.GPUS] = format_label(gpus)
         try:
             cid = await blocking(self.engine.create,
                                  container_create_args(c, labels=extra, name=name),
                                  container_host_config(c, rec.plan.infra.docker_name,
-                                                       restart=restart))
+                                                       gpu_uuids=gpus, restart=restart))
         except EngineError as exc:
             rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
             log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
@@ -395,6 +476,7 @@ class PodManager:
                 rec.init_failed_name = c.name
                 log.info("pod %s: init container %s failed (exit %s); restartPolicy Never",
                          rec.ref(), c.name, code)
+                self._release_gpus(rec.uid)
                 return False
             await self._backoff(attempt)
             # Keep the previous attempt for Previous logs; drop older ones.
@@ -474,6 +556,11 @@ class PodManager:
         labels = info["Config"]["Labels"]
         uid, name = labels.get(L.POD_UID, ""), labels.get(L.CONTAINER, "")
         self.supervisors.poke(uid, name)
+        record = self.records.get(uid)
+        if record is not None and record.plan is not None and record.plan.gpus and \
+                self.allocator is not None and self.allocator.allocation(uid) and \
+                self._pod_finished(record):
+            self._release_gpus(uid)
         state = info["State"]
         finished = state.get("FinishedAt", "")
         if state.get("Running") or not finished or finished.startswith("0001") \
@@ -541,6 +628,7 @@ class PodManager:
                 await blocking(self.tracker.refresh, cid)
             for volume in await blocking(self.engine.list_volumes, uid):
                 await blocking(self.engine.remove_volume, volume)
+            self._release_gpus(uid)
             pod_dir = self.pod_dir(uid)
             existed = pod_dir.exists()
             await blocking(remove_pod_dir, pod_dir)
@@ -641,6 +729,7 @@ class PodManager:
         by_pod = self.tracker.by_pod()
         pods_root = self.data_root / "pods"
         dirs = {p.name: p for p in pods_root.iterdir() if p.is_dir()} if pods_root.exists() else {}
+        resumed: list[tuple[PodRecord, RetrievedPodData]] = []
         for uid in sorted(set(by_pod) | set(dirs)):
             request = dirs.get(uid, Path("/nonexistent")) / REQUEST_FILE
             if request.exists():
@@ -655,7 +744,7 @@ class PodManager:
                     record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,
                                        plan=plan, pod=data.pod.to_wire())
                     self.records[uid] = record
-                    record.task = asyncio.create_task(self._bring_up(record, data))
+                    resumed.append((record, data))
                     continue
             if uid in by_pod:
                 labels = by_pod[uid][0]["Config"]["Labels"]
@@ -666,7 +755,41 @@ class PodManager:
             else:
                 log.info("removing directory of pod %s, which no longer exists", uid)
                 await blocking(remove_pod_dir, dirs[uid])
+        # GPUs recorded in labels are held again before any pod may take free ones.
+        labelled = [(r, d) for r, d in resumed if _gpu_label(by_pod.get(r.uid, []))]
+        for record, _ in labelled + [x for x in resumed if x not in labelled]:
+            self._restore_gpus(record, by_pod.get(record.uid, []))
+        for record, data in resumed:
+            record.task = asyncio.create_task(self._bring_up(record, data))
         log.info("recovered %d pods", len(self.records))
+
+    def _restore_gpus(self, record: PodRecord, containers: list[dict[str, Any]]) -> None:
+        """Hold again the GPUs a running pod was given before the restart (its infra label);
+        a pod that has not got them yet queues or takes them anew."""
+        assert record.plan is not None
+        if not record.plan.gpus:
+            record.gpu_granted.set()
+            return
+        held = parse_label(_gpu_label(containers))
+        if not held:
+            try:
+                self._reserve_gpus(record)
+            except PlanError as exc:
+                for c in record.plan.containers:
+                    record.waiting[c.name] = Waiting("CreateContainerError", str(exc))
+            return
+        if self.allocator is None or self._pod_finished(record):
+            record.gpu_granted.set()
+            return
+        try:
+            missing = self.allocator.restore(record.uid, record.ref(), held)
+        except GPURestoreConflict as exc:
+            log.error("pod %s: %s", record.ref(), exc)
+        else:
+            if missing:
+                log.warning("pod %s holds GPUs this node no longer offers: %s", record.ref(),
+                            ", ".join(missing))
+        record.gpu_granted.set()
 
     async def close(self) -> None:
         for record in self.records.values():
@@ -676,6 +799,14 @@ class PodManager:
                              return_exceptions=True)
         for uid in list(self.records):
             await self.supervisors.stop(uid)
+
+
+def _gpu_label(containers: list[dict[str, Any]]) -> str:
+    """The pod's GPUs as its infra container records them."""
+    for c in containers:
+        if c["Config"]["Labels"].get(L.ROLE) == L.ROLE_INFRA:
+            return c["Config"]["Labels"].get(L.GPUS, "")
+    return ""
 
 
 def _ready(health: Health | None, probed: bool) -> bool | None:

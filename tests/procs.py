@@ -120,7 +120,8 @@ def start_api(tmp: Path, config: dict[str, Any], *, name: str = "api",
 
 def start_sidecar(tmp: Path, *, instance: str, data_root: Path | None = None,
                   policy: dict[str, Any] | None = None, port: int | None = None,
-                  name: str = "sidecar", wait: bool = True) -> Proc:
+                  name: str = "sidecar", wait: bool = True,
+                  env: dict[str, str] | None = None) -> Proc:
     """Start ``docker-sidecar`` on a fresh loopback port with its own Docker label instance."""
     port = port or free_port()
     config = {
@@ -132,5 +133,5 @@ def start_sidecar(tmp: Path, *, instance: str, data_root: Path | None = None,
     }
     path = write_config(tmp / f"{name}.yaml", config)
     proc = Proc([sys.executable, "-m", "docker_sidecar", "--config", str(path)],
-                f"http://127.0.0.1:{port}", tmp / f"{name}.log")
+                f"http://127.0.0.1:{port}", tmp / f"{name}.log", env=env_for_children(**(env or {})))
     return proc.wait_ready() if wait else proc
