@@ -140,3 +140,14 @@ def test_listener_rejects_unknown_scheme():
     from interlink_common.config import TLSConfig
     with pytest.raises(ConfigError, match="ftp"):
         parse_listener("ftp://host", 1, TLSConfig(), key="InterlinkAddress")
+
+
+@pytest.mark.parametrize("name", ["InterLinkConfig.example.yaml", "local.yaml", "compose.yaml"])
+def test_shipped_configs_load_without_warnings(name, caplog):
+    from docker_sidecar.policy import SidecarPolicy
+
+    caplog.set_level(logging.WARNING, logger="interlink.config")
+    path = Path(__file__).parent.parent / "configs" / name
+    cfg = load_config(str(path), extra_sections={"Sidecar": SidecarPolicy})
+    assert caplog.records == []
+    assert cfg.sidecar_base.startswith("http://127.0.0.1")
