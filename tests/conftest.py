@@ -97,6 +97,16 @@ class Sidecar:
         self.http.close()
         self.http = httpx.Client(base_url=proc.base, timeout=60)
 
+    def respawn(self, tmp: Path, *, kill: bool = True, **kwargs: Any) -> None:
+        """Stop the sidecar (SIGKILL, or SIGTERM with ``kill=False``) and start a new process
+        on the same port, data root and label instance, as an operator's restart would."""
+        import signal
+
+        self.proc.stop(signal.SIGKILL if kill else signal.SIGTERM)
+        port = int(self.proc.base.rsplit(":", 1)[1])
+        self.restart(start_sidecar(tmp, instance=self.instance, data_root=self.data_root,
+                                   port=port, name=f"sidecar-{time.monotonic_ns()}", **kwargs))
+
     def create(self, body: dict[str, Any]) -> httpx.Response:
         return self.http.post("/create", json=body)
 
@@ -152,6 +162,15 @@ def start_test_sidecar(tmp: Path, docker_client, **kwargs: Any) -> Sidecar:
     data_root = tmp / "data"
     proc = start_sidecar(tmp, instance=instance, data_root=data_root, **kwargs)
     return Sidecar(proc, instance, data_root, docker_client)
+
+
+@pytest.fixture
+def own_sidecar(docker_client, tmp_path) -> Iterator[Sidecar]:
+    """A sidecar for one test, which it may stop and restart."""
+    sc = start_test_sidecar(tmp_path, docker_client)
+    yield sc
+    sc.proc.stop()
+    sc.cleanup()
 
 
 @pytest.fixture(scope="module")

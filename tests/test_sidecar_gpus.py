@@ -4,7 +4,6 @@ release, queueing, capacity in the ping, and restart safety."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ import pytest
 
 from conftest import Sidecar, start_test_sidecar
 from kube import container, create_body, pod, state_of, vk_phase
-from procs import ROOT, start_sidecar
+from procs import ROOT
 
 GPUS = [f"GPU-{uuid.UUID(int=i + 1)}" for i in range(4)]
 
@@ -187,15 +186,8 @@ def test_assignments_survive_a_sidecar_restart(docker_client, tmp_path):
         for p in (a, b):
             sc.run(create_body(p))
         before = {g["uuid"]: g["pod"] for g in sc.http.get("/gpus").json()["gpus"]}
-        config = next(tmp_path.glob("sidecar*.yaml"))
-        sc.proc.stop(signal.SIGKILL)
-        env, _ = nvml_env(tmp_path, GPUS[:2])
-        port = int(sc.proc.base.rsplit(":", 1)[1])
-        import yaml
-        policy = yaml.safe_load(config.read_text())["Sidecar"]
-        policy.pop("Instance")
-        sc.restart(start_sidecar(tmp_path, instance=sc.instance, data_root=sc.data_root,
-                                 port=port, name="sidecar-2", policy=policy, env=env))
+        env, lib = nvml_env(tmp_path, GPUS[:2])
+        sc.respawn(tmp_path, policy={"GPU": {"Enabled": "on", "NVMLLibrary": lib}}, env=env)
         after = {g["uuid"]: g["pod"] for g in sc.http.get("/gpus").json()["gpus"]}
         assert after == before and available(sc) == "0"
         refused = sc.create(create_body(gpu_pod("keep-c")))

@@ -3,14 +3,10 @@ startup/liveness probes, lifecycle hooks, termination messages, back-off, stdin 
 
 from __future__ import annotations
 
-import signal
 import time
 
-import pytest
 
-from conftest import start_test_sidecar
 from kube import container, create_body, pod, state_of, vk_phase
-from procs import start_sidecar
 
 EXEC = lambda *cmd: {"exec": {"command": list(cmd)}}  # noqa: E731
 
@@ -164,14 +160,6 @@ def test_tty_and_stdin(sidecar):
         sidecar.delete(p)
 
 
-@pytest.fixture
-def own_sidecar(docker_client, tmp_path):
-    sc = start_test_sidecar(tmp_path, docker_client)
-    yield sc
-    sc.proc.stop()
-    sc.cleanup()
-
-
 def test_probes_survive_a_sidecar_restart(own_sidecar, tmp_path):
     sc = own_sidecar
     p = pod("probed", [container(
@@ -181,10 +169,7 @@ def test_probes_survive_a_sidecar_restart(own_sidecar, tmp_path):
     sc.run(create_body(p))
     sc.container(p, "main").exec_run(["touch", "/tmp/ready"])
     sc.wait(p, lambda s: state_of(s, "main")["ready"])
-    sc.proc.stop(signal.SIGKILL)
-    port = int(sc.proc.base.rsplit(":", 1)[1])
-    sc.restart(start_sidecar(tmp_path, instance=sc.instance, data_root=sc.data_root, port=port,
-                             name="sidecar-2"))
+    sc.respawn(tmp_path)
     sc.wait(p, lambda s: state_of(s, "main")["ready"])  # readiness probed again
     sc.container(p, "main").exec_run(["touch", "/tmp/dead"])
     sc.wait(p, lambda s: state_of(s, "main")["restartCount"] >= 1, timeout=30)  # liveness too

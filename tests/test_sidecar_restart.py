@@ -5,28 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
-import pytest
 
-from conftest import start_test_sidecar
 from kube import container, create_body, pod, state_of, vk_phase
-from procs import start_sidecar
-
-
-@pytest.fixture
-def own_sidecar(docker_client, tmp_path):
-    sc = start_test_sidecar(tmp_path, docker_client)
-    yield sc
-    sc.proc.stop()
-    sc.cleanup()
-
-
-def restart(sc, tmp_path, *, kill: bool = True) -> None:
-    sc.proc.stop(signal.SIGKILL if kill else signal.SIGTERM)
-    port = int(sc.proc.base.rsplit(":", 1)[1])
-    sc.restart(start_sidecar(tmp_path, instance=sc.instance, data_root=sc.data_root, port=port,
-                             name=f"sidecar-{time.monotonic_ns()}"))
 
 
 def test_killed_sidecar_comes_back_with_every_pod_and_kills_none(own_sidecar, tmp_path):
@@ -45,7 +26,7 @@ def test_killed_sidecar_comes_back_with_every_pod_and_kills_none(own_sidecar, tm
     before = {p["metadata"]["name"]: sc.status(p) for p in (running, done, with_init)}
     ids = {p["metadata"]["name"]: sc.container(p, "main").id for p in (running, done, with_init)}
 
-    restart(sc, tmp_path)
+    sc.respawn(tmp_path)
 
     for p in (running, done, with_init):
         after = sc.status(p)
@@ -71,7 +52,7 @@ def test_pod_in_its_init_phase_finishes_after_a_restart(own_sidecar, tmp_path):
             volumes=[{"name": "work", "emptyDir": {}}])
     assert sc.create(create_body(p)).status_code == 200
     sc.wait(p, lambda s: "running" in state_of(s, "setup", init=True)["state"])
-    restart(sc, tmp_path)
+    sc.respawn(tmp_path)
     status = sc.wait_phase(p, "Running")
     assert state_of(status, "setup", init=True)["restartCount"] == 0
     assert sc.logs(p, "main").text == "init-ran\n"
@@ -86,9 +67,7 @@ def test_half_created_pod_is_finished_on_start(own_sidecar, tmp_path):
     pod_dir = sc.data_root / "pods" / p["metadata"]["uid"]
     pod_dir.mkdir(parents=True)
     (pod_dir / "request.json").write_text(json.dumps(create_body(p)))
-    port = int(sc.proc.base.rsplit(":", 1)[1])
-    sc.restart(start_sidecar(tmp_path, instance=sc.instance, data_root=sc.data_root, port=port,
-                             name="sidecar-2"))
+    sc.respawn(tmp_path)
     sc.wait_phase(p, "Running")
     sc.wait(p, lambda s: sc.logs(p, "main").text == "finished-after-restart\n")
     sc.delete(p)
@@ -103,9 +82,7 @@ def test_directories_of_pods_that_no_longer_exist_are_removed(own_sidecar, tmp_p
     claim = sc.data_root / "claims" / "tests" / "claim-alice"
     claim.mkdir(parents=True)
     (claim / "notebook.ipynb").write_text("{}")
-    port = int(sc.proc.base.rsplit(":", 1)[1])
-    sc.restart(start_sidecar(tmp_path, instance=sc.instance, data_root=sc.data_root, port=port,
-                             name="sidecar-3"))
+    sc.respawn(tmp_path)
     assert not stale.exists()
     assert (claim / "notebook.ipynb").read_text() == "{}"  # claims are never touched
 
@@ -114,6 +91,6 @@ def test_graceful_stop_leaves_pods_running(own_sidecar, tmp_path):
     sc = own_sidecar
     p = pod("outlives-sidecar", [container("main", "sleep 3600")])
     sc.run(create_body(p))
-    restart(sc, tmp_path, kill=False)
+    sc.respawn(tmp_path, kill=False)
     assert vk_phase(sc.status(p)) == "Running"
     sc.delete(p)
