@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
-
 from conformance import cases
 from conformance.cluster import SA_MOUNT_PATH, Cluster
 from conformance.images import IMAGE_MAP, local_image

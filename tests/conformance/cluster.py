@@ -50,7 +50,7 @@ def random_suffix(n: int = 5) -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,7 +63,7 @@ def root_ca_pem() -> str:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=3650))
@@ -262,5 +262,13 @@ def _qos_class(spec: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-__all__ = ["Cluster", "NAMESPACE", "SA_MOUNT_PATH", "TEST_SET_VALUES", "VIRTUAL_NODE",
-           "random_suffix", "root_ca_pem", "service_account_token"]
+__all__ = [
+    "NAMESPACE",
+    "SA_MOUNT_PATH",
+    "TEST_SET_VALUES",
+    "VIRTUAL_NODE",
+    "Cluster",
+    "random_suffix",
+    "root_ca_pem",
+    "service_account_token",
+]

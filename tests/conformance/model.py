@@ -8,8 +8,9 @@ controller created for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 Operator = Literal["Exists", "CountAtLeast", "CountAtMost", "CountExactly", "Is"]
@@ -43,7 +44,6 @@ class Job:
     name: str
     template: dict[str, Any]  # the pod template: {"metadata": {...}, "spec": {...}}
     backoff_limit: int = 6
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -19,9 +19,10 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from kube import vk_phase
 
@@ -99,7 +100,7 @@ class Run:
         self.jobs: dict[str, JobState] = {}
         self.last_logs: dict[tuple[str, str], str] = {}
 
-    # --- creating -------------------------------------------------------------------------------
+    # --- creating --------------------------------------------------------------------------
 
     def _admit(self, manifest: dict[str, Any], job: JobState | None = None) -> Tracked:
         pod = self.cluster.job_pod(job.job, job.uid) if job else self.cluster.admit(manifest)
@@ -131,7 +132,7 @@ class Run:
         with ThreadPoolExecutor(max_workers=max(1, len(fresh))) as pool:
             list(pool.map(self._create, fresh))
 
-    # --- observing --------------------------------------------------------------------------------
+    # --- observing -------------------------------------------------------------------------
 
     def poll(self) -> None:
         if self.vk.profile == "current":  # it stops asking about finished pods
@@ -163,7 +164,7 @@ class Run:
             raise CaseFailed(f"case definition: no pod or job named {name!r}")
         return found
 
-    # --- judging ------------------------------------------------------------------------------------
+    # --- judging ---------------------------------------------------------------------------
 
     def _check_pod(self, check: PodCheck) -> None:
         if check.target in self.jobs:
@@ -247,7 +248,7 @@ class Run:
                 raise CaseFailed(f"{exc}\n{self.report()}") from None
         return time.monotonic() - started
 
-    # --- the rest ------------------------------------------------------------------------------------
+    # --- clean-up and diagnostics ----------------------------------------------------------
 
     def cleanup(self, executor: Executor) -> list[Future]:
         """Delete every pod created (in the background, as the cluster would)."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kube import state_of
+
 from ..cluster import NAMESPACE as NS
 from ..model import Case, PodCheck, pod, shell
-from kube import state_of
 
 TEMPLATE = "050-limits.yaml"
 

@@ -63,7 +63,8 @@ echo "=== main: checking what the init containers left ==="
 test -f /shared/init_complete.flag || { echo "ERROR: init containers did not finish"; exit 1; }
 stages=$(grep -c '^init_stage=' /shared/stage.txt)
 [ "$stages" = 3 ] || { echo "ERROR: $stages init stages instead of 3"; exit 1; }
-[ "$(cut -d= -f2 /shared/stage.txt | tr -d '\\n')" = 123 ] || { echo "ERROR: stages out of order"; exit 1; }
+order=$(cut -d= -f2 /shared/stage.txt | tr -d '\\n')
+[ "$order" = 123 ] || { echo "ERROR: init stages ran in the order $order"; exit 1; }
 echo "✓ All 3 init stages completed"
 grep -q '^validation_passed=true$' /shared/config.txt || { echo "ERROR: not validated"; exit 1; }
 echo "✓ Configuration validated"

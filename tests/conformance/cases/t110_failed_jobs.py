@@ -42,11 +42,11 @@ exit 1
 """
 
 
-def _job(name: str, kind: str, s: str, backoff: int, containers: list, init=None) -> Job:
+def _job(name: str, kind: str, backoff: int, containers: list, init=None) -> Job:
     labels = {"app": "failed-job-test", "test-type": kind}
     template = pod("", containers, namespace=NS, init=init, labels=labels)
     del template["metadata"]["name"]  # the controller names each attempt <job>-<random>
-    return Job(name, template, backoff_limit=backoff, labels={**labels, "test-id": s})
+    return Job(name, template, backoff_limit=backoff)
 
 
 def build(s: str) -> Case:
@@ -54,17 +54,17 @@ def build(s: str) -> Case:
         f"job-exit-code-fail-{s}", f"job-python-exception-{s}", f"job-multi-container-fail-{s}",
         f"job-with-retries-{s}", f"job-init-container-fail-{s}")
     jobs = [
-        _job(exit_fail, "exit-code", s, 0, [shell("exit-failure", "busybox:1.36", EXIT_FAIL)]),
-        _job(exception, "exception", s, 0,
+        _job(exit_fail, "exit-code", 0, [shell("exit-failure", "busybox:1.36", EXIT_FAIL)]),
+        _job(exception, "exception", 0,
              [python("python-crash", "python:3.11-alpine", EXCEPTION)]),
-        _job(multi, "multi-container", s, 0, [
+        _job(multi, "multi-container", 0, [
             shell("success-sidecar", "busybox:1.36",
                   'echo "Sidecar: Starting"; sleep 3; echo "Sidecar: Completed successfully"'),
             shell("main-app", "busybox:1.36",
                   'echo "Main: Starting"; sleep 1; echo "Main: Encountered critical error"; '
                   'exit 1')]),
-        _job(retries, "with-retries", s, 2, [shell("retry-failure", "busybox:1.36", RETRY)]),
-        _job(init_fail, "init-failure", s, 0,
+        _job(retries, "with-retries", 2, [shell("retry-failure", "busybox:1.36", RETRY)]),
+        _job(init_fail, "init-failure", 0,
              [shell("main-container", "busybox:1.36",
                     'echo "Main: must not run when the init container fails"; exit 0')],
              init=[shell("failing-init", "busybox:1.36",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import base64
 
-from ..cluster import NAMESPACE as NS, SA_MOUNT_PATH
+from ..cluster import NAMESPACE as NS
+from ..cluster import SA_MOUNT_PATH
 from ..model import Case, LogCheck, PodCheck, config_map, container, mount, pod
 
 TEMPLATE = "120-projected-volumes.yaml"
