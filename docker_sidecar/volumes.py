@@ -443,8 +443,11 @@ def _plan_projected(ctx: _Ctx, name: str, spec: dict[str, Any], where: str) -> N
     default = _mode(spec.get("defaultMode"), f"{where}.defaultMode")
     pre = _precomputed(ctx, name)
     # When the VK sent a map for this volume it has resolved the sources itself; an object it
-    # did not forward is then not an error of the pod.
-    from_vk = name in ctx.projected_maps
+    # did not forward is then not an error of the pod. Nor is it in the service-account volume
+    # that the cluster adds to every pod (kube-api-access-*): a legacy VK never sends its
+    # kube-root-ca.crt, and refusing would refuse every pod it sends.
+    sources = [s for s in spec.get("sources") or [] if isinstance(s, dict)]
+    from_vk = name in ctx.projected_maps or any("serviceAccountToken" in s for s in sources)
     files = _FileSet()
     for j, source in enumerate(spec.get("sources") or []):
         sw = f"{where}.sources[{j}]"

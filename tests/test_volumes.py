@@ -347,6 +347,19 @@ def test_projected_config_map_missing_is_an_error_only_without_a_vk_map(tmp_path
     assert [(f.path.name, f.content) for f in volumes.files] == [("ca.crt", b"PEM")]
 
 
+def test_legacy_vk_service_account_volume_without_its_objects_still_plans(tmp_path):
+    """The legacy VK sends neither the kube-root-ca.crt ConfigMap nor a token for the volume the
+    cluster adds to every pod: the pod runs without those files instead of being refused."""
+    volume = {"name": "kube-api-access-x7k2p", "projected": {"sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt",
+                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}
+    volumes = plan(tmp_path, make_pod([volume]))
+    assert [(f.path.name, f.content) for f in volumes.files] == [("namespace", b"team-a")]
+
+
 def test_downward_api_labels_annotations_and_resources(tmp_path):
     pod = make_pod([{"name": "info", "downwardAPI": {"items": [
         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
