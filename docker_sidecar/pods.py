@@ -629,6 +629,8 @@ class PodManager:
             for volume in await blocking(self.engine.list_volumes, uid):
                 await blocking(self.engine.remove_volume, volume)
             self._release_gpus(uid)
+            gone = {c["Id"] for c in containers}
+            self._messages = {k: v for k, v in self._messages.items() if k[0] not in gone}
             pod_dir = self.pod_dir(uid)
             existed = pod_dir.exists()
             await blocking(remove_pod_dir, pod_dir)
