@@ -677,8 +677,10 @@ class PodManager:
             labels = c["Config"]["Labels"]
             by_name.setdefault((labels.get(L.ROLE, ""), labels.get(L.CONTAINER, "")), []).append(c)
         specs = _container_specs(record)
-        probed = {c.get("name") for c in (record.pod.get("spec") or {}).get("containers") or []
-                  if isinstance(c, dict) and c.get("readinessProbe")}
+        mains = [c for c in (record.pod.get("spec") or {}).get("containers") or []
+                 if isinstance(c, dict)]
+        probed = {c.get("name") for c in mains if c.get("readinessProbe")}
+        gated = {c.get("name") for c in mains if c.get("startupProbe")}
 
         def facts(role: str, name: str, image: str) -> ContainerFacts:
             found = sorted(by_name.get((role, name), []),
@@ -704,7 +706,8 @@ class PodManager:
                     health.extra_restarts if health else 0)
             return ContainerFacts(
                 name=name, image=image, docker=latest, restart_count=restarts, waiting=waiting,
-                ready=_ready(health, name in probed), started=health.started if health else None,
+                ready=_ready(health, name in probed, name in gated),
+                started=health.started if health else (False if name in gated else None),
                 terminated_override=override, backoff=health.backoff if health else "",
                 message=self._message(latest, health))
 
@@ -811,11 +814,11 @@ def _gpu_label(containers: list[dict[str, Any]]) -> str:
     return ""
 
 
-def _ready(health: Health | None, probed: bool) -> bool | None:
+def _ready(health: Health | None, probed: bool, gated: bool) -> bool | None:
     """None lets status say "ready while running"; a probed container is ready only once its
-    probe said so, and never before its startup probe passed."""
-    if health is None:
-        return False if probed else None
+    probe said so, and never before its startup probe passed (``gated``)."""
+    if health is None:  # its supervisor has not started yet
+        return False if probed or gated else None
     if probed or not health.started:
         return health.ready and health.started
     return None

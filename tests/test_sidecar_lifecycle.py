@@ -17,7 +17,7 @@ def probe(handler: dict, **settings) -> dict:
 
 def test_startup_probe_gates_started_and_ready(sidecar):
     p = pod("startup", [container(
-        "main", "sleep 2; touch /tmp/started; sleep 3600",
+        "main", "sleep 4; touch /tmp/started; sleep 3600",
         startupProbe=probe(EXEC("test", "-f", "/tmp/started"), failureThreshold=30),
         readinessProbe=probe(EXEC("true")))], restart="Always")
     status = sidecar.run(create_body(p))
