@@ -13,6 +13,7 @@ if [ -f "$lib" ] && [ "$(cat "$lib.hash" 2>/dev/null)" = "$hash" ]; then
 fi
 tmp="$(mktemp "$out/.build.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
+. "$here/../need-cc.sh"
 "${CC:-gcc}" -shared -fPIC -O2 -Wall -Wextra -Werror -Wl,-soname,libnvidia-ml.so.1 \
   -o "$tmp" "$here/fake_nvml.c" -lpthread
 chmod 0755 "$tmp"

@@ -64,7 +64,8 @@ docker import --change "$label" --change 'ENV PATH=/bin' --change 'CMD ["/bin/no
 
 # pause: static C binary on an otherwise empty filesystem.
 mkdir -p "$work/pause"
-cc -static -O2 -o "$work/pause/pause" "$here/pause.c"
+. "$here/../need-cc.sh"
+"${CC:-gcc}" -static -O2 -o "$work/pause/pause" "$here/pause.c"
 tar -C "$work/pause" -cf "$work/pause.tar" pause
 docker import --change "$label" --change 'ENTRYPOINT ["/pause"]' \
   "$work/pause.tar" interlink-test/pause:1 >/dev/null
