@@ -66,7 +66,7 @@ def terminated_from_docker(info: dict[str, Any]) -> ContainerStateTerminated:
     else:
         reason = "Completed" if code == 0 else "Error"
     return ContainerStateTerminated(
-        exitCode=code if code or reason == "Completed" else (code or 128),
+        exitCode=code if code or reason == "Completed" else 128,
         reason=reason, message=state.get("Error") or "",
         startedAt=docker_time(state.get("StartedAt")),
         finishedAt=docker_time(state.get("FinishedAt")),
