@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
+from interlink_common.identity import IdentityError, check_pod_identity, check_uid
 from interlink_common.observe import RequestObserver
 from interlink_common.wire import (
     Accelerator,
@@ -65,6 +66,8 @@ class Sidecar:
         data: RetrievedPodData = parse_model(RetrievedPodData, raw, "create request")
         try:
             created = await self.manager.create(data)
+        except IdentityError as exc:
+            return PlainTextResponse(f"create request: {exc}", status_code=400)
         except PlanError as exc:
             ref = f"{data.pod.metadata.namespace}/{data.pod.metadata.name}"
             return PlainTextResponse(f"pod {ref} cannot run on this node: {exc}",
@@ -75,9 +78,14 @@ class Sidecar:
         pod = loads(body, "delete request")
         if isinstance(pod, list) and len(pod) == 1:
             pod = pod[0]
-        if not isinstance(pod, dict) or not (pod.get("metadata") or {}).get("uid"):
+        if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
             raise WireError("delete request: expected one pod object with metadata.uid")
         meta = pod["metadata"]
+        # The UID names the pod's directory on the host: never anything but a UUID.
+        try:
+            check_pod_identity(pod, containers=False)
+        except IdentityError as exc:
+            raise WireError(f"delete request: {exc}") from None
         ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         # A client that gives up must not leave a pod half-deleted: the deletion runs as its
         # own task and finishes either way.
@@ -93,8 +101,12 @@ class Sidecar:
             return Response(dumps(self.ping().to_wire()), media_type=JSON)
         out = []
         for i, pod in enumerate(pods):
-            if not isinstance(pod, dict) or not (pod.get("metadata") or {}).get("uid"):
+            if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
                 raise WireError(f"status request: pod [{i}] has no metadata.uid")
+            try:
+                check_uid(pod["metadata"].get("uid"), f"pod [{i}] metadata.uid")
+            except IdentityError as exc:
+                raise WireError(f"status request: {exc}") from None
             out.append(self.manager.status(pod).to_wire())
         return Response(dumps(out), media_type=JSON)
 

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from .app import Sidecar, create_app, node_resources
     from .engine import Engine
     from .gpus import GPUError, discover
+    from .host_fs import prepare_data_root
     from .metrics import SidecarMetrics
     from .pods import PodManager
     from .tracker import Tracker
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     except GPUError as exc:
         sys.exit(f"docker-sidecar: {exc}")
     data_root = cfg.data_root.resolve()
-    data_root.mkdir(parents=True, exist_ok=True)
+    prepare_data_root(data_root)
     manager = PodManager(engine, Tracker(engine), policy, data_root=data_root, node=node,
                          gpus=inventory)
     log.info("data root %s; node %s with %s CPUs and %s memory", data_root, node.name,

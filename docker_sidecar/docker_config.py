@@ -7,6 +7,7 @@ from typing import Any
 from docker.types import DeviceRequest, Mount
 
 from .plan import ContainerPlan, InfraPlan
+from .volumes import MountSpec
 
 
 def infra_create_args(plan: InfraPlan) -> dict[str, Any]:
@@ -30,6 +31,7 @@ def infra_host_config(plan: InfraPlan) -> dict[str, Any]:
         "ipc_mode": plan.ipc_mode,
         # The infra process only holds namespaces; if Docker restarts, bring it back.
         "restart_policy": {"Name": "unless-stopped"},
+        "sysctls": plan.sysctls or None,
     }
 
 
@@ -61,11 +63,15 @@ def container_create_args(plan: ContainerPlan, *, labels: dict[str, str] | None 
     return args
 
 
+def docker_mounts(mounts: list[MountSpec]) -> list[Mount]:
+    return [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
+            for m in mounts]
+
+
 def container_host_config(plan: ContainerPlan, infra_name: str, *,
                           gpu_uuids: list[str] | None = None,
                           restart: bool = True) -> dict[str, Any]:
-    mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
-              for m in plan.mounts]
+    mounts = docker_mounts(plan.mounts)
     config: dict[str, Any] = {
         "network_mode": f"container:{infra_name}",
         "ipc_mode": f"container:{infra_name}",
@@ -76,7 +82,7 @@ def container_host_config(plan: ContainerPlan, infra_name: str, *,
         "cap_drop": plan.cap_drop or None,
         "group_add": plan.group_add or None,
         "read_only": plan.read_only_rootfs,
-        "security_opt": ["no-new-privileges:true"] if plan.no_new_privileges else None,
+        "security_opt": list(plan.security_opt) or None,
         "nano_cpus": plan.nano_cpus,
         "mem_limit": plan.mem_limit,
         # No swap beyond the limit, as on a kubelet.

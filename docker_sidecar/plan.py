@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interlink_common.wire import ConfigMap, RetrievedPodData, Secret
 
+from . import host_fs
 from . import labels as L
+from interlink_common.identity import check_pod_identity
+
+from .admission import AdmissionError, admit, container_security, pod_sysctls
 from .env import EnvError, EnvSources, container_env, entrypoint_and_cmd
 from .fields import FieldError, PodFacts
 from .policy import SidecarPolicy
@@ -32,7 +35,6 @@ from .volumes import (
     plan_volumes,
 )
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
@@ -61,7 +63,8 @@ class ContainerPlan:
     cap_drop: list[str]
     privileged: bool
     read_only_rootfs: bool
-    no_new_privileges: bool
+    # Docker's --security-opt values: no-new-privileges, seccomp, apparmor, label, systempaths.
+    security_opt: list[str]
     nano_cpus: int | None
     mem_limit: int | None
     mem_reservation: int | None
@@ -75,6 +78,8 @@ class ContainerPlan:
     pid_mode: str | None = None  # "host" (hostPID) or "pod" (shareProcessNamespace)
     # Host file bind-mounted at terminationMessagePath; read when the container stops.
     termination_file: Path | None = None
+    # seccompProfile type Localhost: the profile's path under Sidecar.SeccompProfileRoot.
+    seccomp_localhost: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class InfraPlan:
     pid_mode: str | None
     ipc_mode: str | None
     labels: dict[str, str]
+    sysctls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,10 +192,12 @@ def collect_objects(data: RetrievedPodData) -> tuple[dict[str, ConfigMap], dict[
 
 def plan_pod(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path,
              node: NodeFacts, pod_ip: str = "") -> PodPlan:
-    """Plan every Docker object of the pod; raises ``PlanError`` for anything we cannot honour."""
+    """Plan every Docker object of the pod; raises ``IdentityError`` for a UID or name that
+    Kubernetes would not allow, ``PlanError`` for anything else we cannot honour."""
+    check_pod_identity(data.pod.to_wire())
     try:
         return _plan(data, policy, data_root=data_root, node=node, pod_ip=pod_ip)
-    except (EnvError, VolumeError, FieldError, QuantityError) as exc:
+    except (EnvError, VolumeError, FieldError, QuantityError, AdmissionError) as exc:
         raise PlanError(str(exc)) from None
 
 
@@ -197,14 +205,10 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
           pod_ip: str) -> PodPlan:
     pod = data.pod.to_wire()
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    uid, namespace, name = meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", "")
-    if not uid:
-        raise PlanError("metadata.uid is empty; the VK always sends the pod's UID")
-    if not name or not namespace:
-        raise PlanError("metadata.name and metadata.namespace must be set")
+    uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
     if not spec.get("containers"):
         raise PlanError("spec.containers is empty; a pod needs at least one container")
-    _check_host_namespaces(spec, policy)
+    admit(pod, policy)
 
     restart = spec.get("restartPolicy") or "Always"
     if restart not in RESTART_POLICIES:
@@ -215,7 +219,7 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
     pod_sc = spec.get("securityContext") or {}
     volumes = plan_volumes(
         pod, config_maps=config_maps, secrets=secrets, projected_maps=projected, facts=facts,
-        pod_dir=data_root / "pods" / uid, claims_root=data_root / "claims",
+        pod_dir=host_fs.pod_dir(data_root, uid), claims_root=host_fs.claims_root(data_root),
         policy=VolumePolicy(tuple(policy.HostPathPrefixes)), volume_prefix=L.volume_prefix(uid),
         run_as_uid=_int_or_none(pod_sc.get("runAsUser"), "spec.securityContext.runAsUser"),
         fs_group=_int_or_none(pod_sc.get("fsGroup"), "spec.securityContext.fsGroup"),
@@ -229,10 +233,7 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
             where = f"spec.{key}[{i}]"
             if not isinstance(container, dict):
                 raise PlanError(f"{where}: expected a container object")
-            cname = container.get("name") or ""
-            if not _DNS1123_LABEL.match(cname) or len(cname) > 63:
-                raise PlanError(f"{where}.name {cname!r} is not a valid container name "
-                                "(DNS-1123 label)")
+            cname = container["name"]  # a DNS-1123 label: check_pod_identity
             if cname in seen:
                 raise PlanError(f"{where}.name {cname!r} is used twice in the pod")
             seen.add(cname)
@@ -253,6 +254,9 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
         ipc_mode="host" if spec.get("hostIPC") else "shareable",
         labels={**L.pod_labels(policy.Instance, uid, namespace, name), L.ROLE: L.ROLE_INFRA,
                 L.CONTAINER: "POD"},
+        # Pod-level: they tune the sandbox's network and IPC namespaces, which every
+        # container joins (admission allowed each one).
+        sysctls=pod_sysctls(pod),
     )
     grace = meta.get("deletionGracePeriodSeconds")
     if grace is None:
@@ -263,15 +267,6 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
                    grace_period=max(0, int(grace)), infra=infra, init=plans["init"],
                    main=plans["main"], volumes=volumes,
                    registry_auth=_registry_auth(spec, secrets))
-
-
-def _check_host_namespaces(spec: dict[str, Any], policy: SidecarPolicy) -> None:
-    for key, allowed, config_key in (("hostNetwork", policy.AllowHostNetwork, "AllowHostNetwork"),
-                                     ("hostPID", policy.AllowHostPID, "AllowHostPID"),
-                                     ("hostIPC", policy.AllowHostIPC, "AllowHostIPC")):
-        if spec.get(key) and not allowed:
-            raise PlanError(f"spec.{key} is not allowed on this node; an operator can allow it "
-                            f"with Sidecar.{config_key}: true in the sidecar config")
 
 
 def _int_or_none(value: Any, where: str) -> int | None:
@@ -303,7 +298,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     if not message_path.startswith("/") or ".." in message_path.split("/"):
         raise PlanError(f"{where}.terminationMessagePath {message_path!r} must be an absolute "
                         "path without '..'")
-    termination_file = data_root / "pods" / meta["uid"] / "termination" / container["name"]
+    termination_file = host_fs.pod_dir(data_root, meta["uid"]) / "termination" / container["name"]
     if not any(m.target.rstrip("/") == message_path.rstrip("/") for m in mounts):
         mounts = [*mounts, MountSpec(source=str(termination_file), target=message_path,
                                      read_only=False, kind="bind")]
@@ -322,13 +317,8 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     groups = [str(g) for g in pod_sc.get("supplementalGroups") or []]
     if pod_sc.get("fsGroup") is not None:
         groups.append(str(pod_sc["fsGroup"]))
-    privileged = bool(sc.get("privileged"))
-    if privileged and not policy.AllowPrivileged:
-        raise PlanError(f"{where}.securityContext.privileged is not allowed on this node; an "
-                        "operator can allow it with Sidecar.AllowPrivileged: true in the "
-                        "sidecar config (JupyterHub: or set singleuser.cloudMetadata."
-                        "blockWithIptables: false to drop the privileged init container)")
-    caps = sc.get("capabilities") or {}
+    privileged = bool(sc.get("privileged"))  # admission refused it unless allowed
+    security = container_security(pod, container)
 
     limits = (container.get("resources") or {}).get("limits") or {}
     requests = (container.get("resources") or {}).get("requests") or {}
@@ -355,10 +345,9 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
         image=image.strip(), pull_policy=pull, entrypoint=entrypoint, cmd=cmd, env=env_pairs,
         working_dir=container.get("workingDir") or None, mounts=mounts, mount_dirs=mount_dirs,
         user=user, group_add=groups,
-        cap_add=[str(c) for c in caps.get("add") or []],
-        cap_drop=[str(c) for c in caps.get("drop") or []],
+        cap_add=security.cap_add, cap_drop=security.cap_drop,
         privileged=privileged, read_only_rootfs=bool(sc.get("readOnlyRootFilesystem")),
-        no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
+        security_opt=security.security_opt, seccomp_localhost=security.seccomp_localhost,
         nano_cpus=nano_cpus, mem_limit=mem_limit,
         mem_reservation=byte_count(mem_request) if mem_request is not None else None,
         cpu_shares=shares, restart_policy=docker_restart,

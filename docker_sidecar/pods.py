@@ -32,9 +32,13 @@ from interlink_common.wire import (
     RetrievedPodData,
 )
 
+from interlink_common.identity import IdentityError, check_uid, is_uid
+
+from . import host_fs
 from . import labels as L
 from .docker_config import (
     container_create_args,
+    docker_mounts,
     container_host_config,
     infra_create_args,
     infra_host_config,
@@ -48,7 +52,8 @@ from .lifecycle import Health, Supervisor, Supervisors
 from .probes import run_handler
 from .status import ContainerFacts, Waiting, container_status, not_found_status
 from .tracker import Tracker, has_stopped
-from .volumes import VolumeError, materialize, remove_pod_dir
+from .pinned_mounts import PinError, pin, unpin_below
+from .volumes import MountSpec, VolumeError, ensure_dir, materialize, remove_pod_dir
 
 log = logging.getLogger("interlink.sidecar.pods")
 T = TypeVar("T")
@@ -121,7 +126,7 @@ class PodManager:
         return self._locks.setdefault(uid, asyncio.Lock())
 
     def pod_dir(self, uid: str) -> Path:
-        return self.data_root / "pods" / uid
+        return host_fs.pod_dir(self.data_root, uid)
 
     def plan(self, data: RetrievedPodData, pod_ip: str = "") -> PodPlan:
         return plan_pod(data, self.policy, data_root=self.data_root, node=self.node,
@@ -163,8 +168,17 @@ class PodManager:
                 json.dump(data.to_wire(), f)
             os.replace(tmp, pod_dir / REQUEST_FILE)
         except (VolumeError, OSError) as exc:
-            remove_pod_dir(pod_dir)
+            self._remove_pod_dir(pod_dir)
             raise PlanError(f"cannot prepare the pod's volumes: {exc}") from None
+
+    def _remove_pod_dir(self, pod_dir: Path) -> None:
+        """Detach the pod's pinned mounts, then remove its directory; with a mount left,
+        keep the directory (and say so) rather than delete through it."""
+        left = unpin_below(pod_dir)
+        try:
+            remove_pod_dir(self.data_root, pod_dir)
+        except VolumeError as exc:
+            log.error("%s (mounts left: %s)", exc, ", ".join(left) or "none")
 
     # --- GPUs -------------------------------------------------------------------------------
 
@@ -231,16 +245,15 @@ class PodManager:
 
     def _materialize(self, plan: PodPlan) -> None:
         """The pod's files: volumes and termination message files (idempotent)."""
-        pod_dir = self.pod_dir(plan.uid)
-        pod_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(pod_dir, 0o711)
-        materialize(plan.volumes, [d for c in plan.containers for d in c.mount_dirs])
+        # Root-only: no other host user reaches the pod's secrets, request or messages; the
+        # containers get their files through bind mounts, which need no traversable parents.
+        host_fs.ensure_dir(self.data_root, self.pod_dir(plan.uid), 0o700, None, None)
+        materialize(plan.volumes, [d for c in plan.containers for d in c.mount_dirs],
+                    root=self.data_root)
         for c in plan.containers:
-            if c.termination_file is not None and not c.termination_file.exists():
-                c.termination_file.parent.mkdir(mode=0o755, exist_ok=True)
-                c.termination_file.touch()
+            if c.termination_file is not None:
                 # Any user the container runs as must be able to write its message.
-                os.chmod(c.termination_file, 0o666)
+                host_fs.create_file(self.data_root, c.termination_file, 0o666)
 
     def _check_host_ports(self, plan: PodPlan) -> None:
         for binding in plan.infra.ports:
@@ -421,10 +434,17 @@ class PodManager:
             gpus = rec.plan.gpu_assignment(self.allocator.allocation(rec.uid)).get(c.name, [])
             extra[L.GPUS] = format_label(gpus)
         try:
+            host = container_host_config(c, rec.plan.infra.docker_name, gpu_uuids=gpus,
+                                         restart=restart)
+            await blocking(self._pin_mounts, rec, c, name, host)
+        except (PinError, VolumeError, OSError) as exc:
+            message = f"cannot prepare the mounts of container {c.name!r}: {exc}"
+            rec.waiting[c.name] = Waiting("CreateContainerConfigError", message)
+            log.warning("pod %s: %s", rec.ref(), message)
+            return None
+        try:
             cid = await blocking(self.engine.create,
-                                 container_create_args(c, labels=extra, name=name),
-                                 container_host_config(c, rec.plan.infra.docker_name,
-                                                       gpu_uuids=gpus, restart=restart))
+                                 container_create_args(c, labels=extra, name=name), host)
         except EngineError as exc:
             rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
             log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
@@ -432,6 +452,41 @@ class PodManager:
         rec.waiting.pop(c.name, None)
         rec.container_ids[c.name] = cid
         return cid
+
+    def _pin_mounts(self, rec: PodRecord, c: ContainerPlan, docker_name: str,
+                    host: dict[str, Any]) -> None:
+        """What the container may read from files a pod controls, resolved now: subPath and
+        hostPath mounts pinned below the pod's directory, and a Localhost seccomp profile.
+        Changes ``host`` (the host config) in place."""
+        assert rec.plan is not None
+        pod_dir = self.pod_dir(rec.uid)
+        staging = pod_dir / "mounts" / docker_name
+        pinned: list[MountSpec] = []
+        for d in c.mount_dirs:  # a subPath directory may have gone since /create
+            ensure_dir(d, self.data_root)
+        for i, m in enumerate(c.mounts):
+            if m.beneath:
+                target = staging / str(i)
+                pin(Path(m.beneath), Path(m.source), pod_dir, target)
+                m = MountSpec(str(target), m.target, m.read_only, m.kind)
+            pinned.append(m)
+        if any(m.beneath for m in c.mounts):
+            host["mounts"] = docker_mounts(pinned)
+        if c.seccomp_localhost is not None:
+            host["security_opt"] = [*host.get("security_opt", []),
+                                    f"seccomp={self._seccomp_profile(c.seccomp_localhost)}"]
+
+    def _seccomp_profile(self, rel: str) -> str:
+        root = Path(self.policy.SeccompProfileRoot)
+        try:
+            with host_fs.open_entry(root, rel) as fd:
+                with open(f"/proc/self/fd/{fd}", encoding="utf-8") as f:
+                    text = f.read(1 << 20)
+            json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise PinError(errno.ENOENT, f"seccomp profile {rel!r} under Sidecar."
+                           f"SeccompProfileRoot ({root}) cannot be used: {exc}") from None
+        return text
 
     async def _start(self, rec: PodRecord, c: ContainerPlan, cid: str) -> None:
         """Start a created container. Its new state reaches the tracker through Docker's
@@ -601,7 +656,7 @@ class PodManager:
     async def delete(self, pod: dict[str, Any]) -> bool:
         """Stop and remove everything of the pod; True when there was something to delete."""
         meta = pod.get("metadata") or {}
-        uid = meta.get("uid", "")
+        uid = check_uid(meta.get("uid", ""))  # it names a directory that is removed
         async with self._lock(uid):
             record = self.records.pop(uid, None)
             if record is not None and record.task is not None:
@@ -633,7 +688,7 @@ class PodManager:
             self._messages = {k: v for k, v in self._messages.items() if k[0] not in gone}
             pod_dir = self.pod_dir(uid)
             existed = pod_dir.exists()
-            await blocking(remove_pod_dir, pod_dir)
+            await blocking(self._remove_pod_dir, pod_dir)
             self._locks.pop(uid, None)
             found = record is not None or bool(containers) or existed
             if found:
@@ -733,17 +788,24 @@ class PodManager:
         await blocking(self.tracker.sync)
         by_pod = self.tracker.by_pod()
         pods_root = self.data_root / "pods"
-        dirs = {p.name: p for p in pods_root.iterdir() if p.is_dir()} if pods_root.exists() else {}
+        dirs: dict[str, Path] = {}
+        for entry in pods_root.iterdir() if pods_root.exists() else ():
+            if is_uid(entry.name) and entry.is_dir() and not entry.is_symlink():
+                dirs[entry.name] = entry
+            else:  # not made by the sidecar: touch nothing, and say so
+                log.warning("ignoring %s in the data root: not a pod directory", entry)
         resumed: list[tuple[PodRecord, RetrievedPodData]] = []
         for uid in sorted(set(by_pod) | set(dirs)):
             request = dirs.get(uid, Path("/nonexistent")) / REQUEST_FILE
             if request.exists():
                 try:
                     data = RetrievedPodData.model_validate(json.loads(request.read_text()))
+                    if data.pod.uid != uid:
+                        raise ValueError(f"it is the request of pod {data.pod.uid!r}")
                     plan = self.plan(data)
                     # A crash between answering /create and writing the files is possible.
                     await blocking(self._materialize, plan)
-                except (ValueError, PlanError, VolumeError, OSError) as exc:
+                except (ValueError, PlanError, VolumeError, IdentityError, OSError) as exc:
                     log.error("pod %s: stored request unusable (%s); reporting only", uid, exc)
                 else:
                     record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,
@@ -759,7 +821,7 @@ class PodManager:
                             "reporting their state only", uid)
             else:
                 log.info("removing directory of pod %s, which no longer exists", uid)
-                await blocking(remove_pod_dir, dirs[uid])
+                await blocking(self._remove_pod_dir, dirs[uid])
         # GPUs recorded in labels are held again before any pod may take free ones.
         labelled = [(r, d) for r, d in resumed if _gpu_label(by_pod.get(r.uid, []))]
         for record, _ in labelled + [x for x in resumed if x not in labelled]:

@@ -61,6 +61,22 @@ class SidecarPolicy(BaseModel):
     AllowHostIPC: bool = False
     # hostPath volumes only under these directories (none by default).
     HostPathPrefixes: list[str] = Field(default_factory=list)
+    # Kubernetes' Pod Security Standards level applied to every pod (docker_sidecar/admission.py);
+    # the Allow* keys above and below exempt single controls.
+    PodSecurity: Literal["privileged", "baseline", "restricted"] = "baseline"
+    # Capabilities pods may add beyond Kubernetes' default set (e.g. ["SYS_PTRACE"]).
+    AllowedCapabilities: list[str] = Field(default_factory=list)
+    # Host ports pods may bind: numbers or "low-high" ranges; none by default, as in baseline.
+    AllowedHostPorts: list[int | str] = Field(default_factory=list)
+    AllowUnconfinedSeccomp: bool = False
+    AllowUnconfinedAppArmor: bool = False
+    # seLinuxOptions beyond the container types baseline allows (user, role, other types).
+    AllowSELinuxOptions: bool = False
+    AllowUnmaskedProcMount: bool = False
+    # Sysctls outside Kubernetes' safe set that pods may set; fnmatch patterns ("net.core.*").
+    AllowedUnsafeSysctls: list[str] = Field(default_factory=list)
+    # Where seccompProfile type Localhost finds its localhostProfile files.
+    SeccompProfileRoot: str = "/etc/interlink/seccomp"
     # Node capacity reported on ping; empty = detected from this machine.
     CPU: str = ""
     Memory: str = ""

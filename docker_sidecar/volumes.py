@@ -6,8 +6,9 @@ Two halves, kept apart on purpose:
   objects the VK sent into a ``PodVolumes`` description (directories, files with their bytes,
   modes and owners, tmpfs volumes, hostPath checks) and Docker mounts. A pod we cannot honour
   raises ``VolumeError`` naming the field and the fix, before anything exists on disk.
-* side effects (``materialize``, ``remove_pod_dir``): filesystem only. Docker named volumes are
-  created by the engine layer, not here.
+* side effects (``materialize``, ``remove_pod_dir``): filesystem only, and only through
+  ``host_fs`` (below a trusted root, never through a symlink). Docker named volumes are created
+  by the engine layer, and subPath/hostPath mounts are pinned by ``pinned_mounts``, not here.
 
 Layout: ``<pod_dir>/volumes/<volume name>/`` for everything that belongs to the pod, and
 ``<claims_root>/<namespace>/<claimName>/`` for persistentVolumeClaims, which outlive the pod.
@@ -15,12 +16,9 @@ Layout: ``<pod_dir>/volumes/<volume name>/`` for everything that belongs to the 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -28,6 +26,7 @@ from typing import Any, Literal
 
 from interlink_common.wire import ConfigMap, Secret, WireError
 
+from . import host_fs
 from .env import expand
 from .fields import FieldError, PodFacts, resolve_field_ref, resolve_resource_field_ref
 from .quantity import QuantityError, byte_count
@@ -92,7 +91,7 @@ class DirSpec:
 
     ``keep_existing``: an existing directory is not re-owned (claims and subPaths hold user
     data); only the fsGroup is applied to it, as the kubelet does on every mount.
-    ``within``: the directory must resolve inside this one (no symlink escape from a volume).
+    ``within``: the trusted root it is created below (a hostPath prefix); None: the data root.
     """
 
     path: Path
@@ -129,6 +128,8 @@ class VolumeSource:
     kind: Literal["bind", "volume"]  # bind: host path; volume: Docker named volume
     source: str
     read_only: bool
+    # hostPath: the allowed prefix it lies under, which its mounts are pinned below.
+    beneath: str = ""
 
 
 @dataclass
@@ -144,14 +145,16 @@ class PodVolumes:
 
 @dataclass(frozen=True)
 class MountSpec:
-    """One Docker mount. ``subpath`` is always "": a bind source already includes the subPath,
-    and subPath on a named (tmpfs) volume is refused."""
+    """One Docker mount. A bind source already includes the subPath (subPath on a named tmpfs
+    volume is refused). With ``beneath``, the source lies in a directory a pod can write to:
+    it is not given to Docker as a path but pinned (``pinned_mounts``) below that root at
+    each container creation, so that no symlink planted on the way can redirect it."""
 
     source: str
     target: str
     read_only: bool
     kind: Literal["bind", "volume"]
-    subpath: str = ""
+    beneath: str = ""
 
 
 # --- validation helpers -------------------------------------------------------------------------
@@ -622,7 +625,7 @@ def _plan_host_path(ctx: _Ctx, name: str, spec: dict[str, Any], where: str) -> N
                           f"under one of them, or ask the operator to extend "
                           f"{HOST_PATH_PREFIXES_KEY}")
     ctx.out.host_paths.append(HostPathCheck(Path(path), kind, Path(prefix), where))
-    ctx.out.sources[name] = VolumeSource("bind", path, False)
+    ctx.out.sources[name] = VolumeSource("bind", path, False, beneath=prefix)
 
 
 def _matching_prefix(path: str, prefixes: Iterable[str]) -> str | None:
@@ -692,7 +695,8 @@ def container_mounts(container: dict[str, Any], volumes: PodVolumes, *, field_pr
         read_only = mount.get("readOnly") is True or source.read_only
         sub = _mount_sub_path(mount, where, env)
         if sub is None:
-            mounts.append(MountSpec(source.source, target, read_only, source.kind))
+            mounts.append(MountSpec(source.source, target, read_only, source.kind,
+                                    beneath=source.beneath))
             continue
         if source.kind == "volume":
             raise VolumeError(f"{where}.subPath: volume {name!r} is a memory-backed emptyDir (a "
@@ -700,9 +704,11 @@ def container_mounts(container: dict[str, Any], volumes: PodVolumes, *, field_pr
                               "node; mount the whole volume, or drop medium: Memory")
         root = Path(source.source)
         path = root / sub
-        mounts.append(MountSpec(str(path), target, read_only, "bind"))
+        mounts.append(MountSpec(str(path), target, read_only, "bind",
+                                beneath=source.beneath or str(root)))
         if not _planned(volumes, path):
-            dirs.append(_sub_path_dir(volumes, root, path))
+            dirs.append(_sub_path_dir(volumes, root, path,
+                                      Path(source.beneath) if source.beneath else None))
     return mounts, dirs
 
 
@@ -734,37 +740,39 @@ def _planned(volumes: PodVolumes, path: Path) -> bool:
                                                             for d in volumes.dirs)
 
 
-def _sub_path_dir(volumes: PodVolumes, root: Path, path: Path) -> DirSpec:
+def _sub_path_dir(volumes: PodVolumes, root: Path, path: Path, within: Path | None) -> DirSpec:
     # A subPath directory gets its volume's mode and owners, so that an emptyDir or claim
     # subdirectory is as writable for the pod's user as the volume itself.
     base = next((d for d in volumes.dirs if d.path == root), None)
     if base is None:
-        return DirSpec(path, DIR_MODE, None, None, keep_existing=True, within=root)
-    return DirSpec(path, base.mode, base.uid, base.gid, keep_existing=True, within=root)
+        return DirSpec(path, DIR_MODE, None, None, keep_existing=True, within=within)
+    return DirSpec(path, base.mode, base.uid, base.gid, keep_existing=True, within=within)
 
 
 # --- side effects -------------------------------------------------------------------------------
 
 
-def materialize(volumes: PodVolumes, extra_dirs: Iterable[DirSpec] = ()) -> None:
-    """Create the pod's directories and files and check its hostPaths (not Docker volumes)."""
+def materialize(volumes: PodVolumes, extra_dirs: Iterable[DirSpec] = (), *, root: Path) -> None:
+    """Create the pod's directories and files below the data root ``root`` and check its
+    hostPaths below their prefixes (not Docker volumes); no symlink is ever followed."""
     for spec in sorted(volumes.dirs, key=lambda d: len(d.path.parts)):
-        _ensure_dir(spec)
+        ensure_dir(spec, root)
     for write in volumes.files:
-        _write_file(write)
+        _write_file(write, root)
     for check in volumes.host_paths:
         _prepare_host_path(check)
     for spec in sorted(extra_dirs, key=lambda d: len(d.path.parts)):
-        _ensure_dir(spec)
+        ensure_dir(spec, root)
 
 
-def remove_pod_dir(pod_dir: Path) -> None:
-    """Delete everything the pod owned on disk (claims live elsewhere); a no-op when gone."""
-    if pod_dir.is_symlink():
-        pod_dir.unlink()
-        return
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(pod_dir)
+def remove_pod_dir(root: Path, pod_dir: Path) -> None:
+    """Delete everything the pod owned on disk (claims live elsewhere); a no-op when gone.
+    Pinned mounts below it are detached first; were one left, nothing is deleted, so that a
+    claim's or host path's contents never go with the pod."""
+    try:
+        host_fs.remove_tree(root, pod_dir)
+    except OSError as exc:
+        raise _os_error(f"cannot remove pod directory {pod_dir}", exc) from None
 
 
 def _os_error(what: str, exc: OSError) -> VolumeError:
@@ -774,130 +782,87 @@ def _os_error(what: str, exc: OSError) -> VolumeError:
     return VolumeError(f"{what}: {exc.strerror or exc}{hint}")
 
 
-def _check_within(path: Path, root: Path, what: str) -> None:
-    real, real_root = os.path.realpath(path), os.path.realpath(root)
-    if not _is_within(real, real_root):
-        raise VolumeError(f"{path} resolves to {real}, outside {what} {root}: a symlink points "
-                          "out of it; remove the symlink or use another path")
-
-
-def _chown_chmod(path: Path, mode: int, uid: int | None, gid: int | None) -> None:
-    # chown before chmod: chown may clear set-id bits.
-    if uid is not None or gid is not None:
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid,
-                 follow_symlinks=False)
-    os.chmod(path, mode)
-
-
-def _ensure_dir(spec: DirSpec) -> None:
-    if spec.within is not None:
-        _check_within(spec.path, spec.within, "its volume")
+def ensure_dir(spec: DirSpec, root: Path) -> None:
+    """One planned directory, below ``spec.within`` or else ``root``."""
     try:
-        try:
-            spec.path.mkdir(parents=True)
-        except FileExistsError:
-            if not spec.path.is_dir():
-                if spec.keep_existing:
-                    return  # a subPath that names an existing file
-                raise VolumeError(f"{spec.path} exists and is not a directory") from None
-            if spec.keep_existing:
-                _apply_fs_group(spec)
-                return
-        _chown_chmod(spec.path, spec.mode, spec.uid, spec.gid)
+        host_fs.ensure_dir(spec.within or root, spec.path, spec.mode, spec.uid, spec.gid,
+                           keep_existing=spec.keep_existing)
+    except host_fs.UnsafePath as exc:
+        raise VolumeError(f"cannot create volume directory {spec.path}: {exc.strerror}; remove "
+                          "the symlink or use another path") from None
+    except NotADirectoryError:
+        if not spec.keep_existing:  # a subPath may name an existing file
+            raise VolumeError(f"{spec.path} exists and is not a directory") from None
     except OSError as exc:
         raise _os_error(f"cannot create volume directory {spec.path}", exc) from None
 
 
-def _apply_fs_group(spec: DirSpec) -> None:
-    """fsGroup on an existing directory: its group, group rwx and setgid; the owner stays."""
-    if spec.gid is None:
-        return
-    current = stat.S_IMODE(os.stat(spec.path).st_mode)
-    os.chown(spec.path, -1, spec.gid)
-    os.chmod(spec.path, current | (spec.mode & (0o070 | stat.S_ISGID)))
-
-
-def _write_file(write: FileWrite) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
+def _write_file(write: FileWrite, root: Path) -> None:
     try:
-        write.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=write.path.parent, prefix=f".{write.path.name}.",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(write.content)
-                if write.uid is not None or write.gid is not None:
-                    os.fchown(fh.fileno(), -1 if write.uid is None else write.uid,
-                              -1 if write.gid is None else write.gid)
-                os.fchmod(fh.fileno(), write.mode)
-            os.replace(tmp, write.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        host_fs.write_file(root, write.path, write.content, write.mode, write.uid, write.gid)
     except OSError as exc:
         raise _os_error(f"cannot write volume file {write.path}", exc) from None
 
 
 def _prepare_host_path(check: HostPathCheck) -> None:
     where = f"{check.field}.path {str(check.path)!r}" if check.field else str(check.path)
-    if check.prefix is not None:
-        try:
-            _check_within(check.path, check.prefix, f"the allowed hostPath directory "
-                          f"({HOST_PATH_PREFIXES_KEY})")
-        except VolumeError as exc:
-            # Name the pod's field, as every other hostPath refusal does.
-            raise VolumeError(f"{check.field or 'hostPath'}: {exc}") from None
+    prefix = check.prefix or Path("/")
     try:
-        st = os.stat(check.path)
-    except FileNotFoundError:
-        st = None
+        rel = host_fs.relative_to_root(check.path, prefix)
+        st = host_fs.stat_entry(prefix, rel)
+    except host_fs.UnsafePath as exc:
+        # Name the pod's field, as every other hostPath refusal does.
+        raise VolumeError(f"{where}: {exc.strerror}; below the allowed hostPath directory "
+                          f"({HOST_PATH_PREFIXES_KEY}) no symlink is followed: give the real "
+                          "path") from None
     except OSError as exc:
         raise _os_error(f"{where}: cannot inspect", exc) from None
     try:
-        _HOST_PATH_CHECKS[check.type](check.path, st, where)
+        _HOST_PATH_CHECKS[check.type](check, st, where)
+    except host_fs.UnsafePath as exc:
+        raise VolumeError(f"{where}: {exc.strerror}") from None
     except OSError as exc:
         raise _os_error(f"{where}: cannot create", exc) from None
 
 
-def _host_any(path: Path, st: os.stat_result | None, where: str) -> None:
+def _host_any(check: HostPathCheck, st: os.stat_result | None, where: str) -> None:
     """type "": no check, as in Kubernetes."""
 
 
-def _host_directory(path: Path, st: os.stat_result | None, where: str) -> None:
+def _host_directory(check: HostPathCheck, st: os.stat_result | None, where: str) -> None:
     if st is None or not stat.S_ISDIR(st.st_mode):
         raise VolumeError(f"{where}: hostPath type Directory needs an existing directory on the "
                           "node and there is none; create it, or use type DirectoryOrCreate")
 
 
-def _host_directory_or_create(path: Path, st: os.stat_result | None, where: str) -> None:
+def _host_directory_or_create(check: HostPathCheck, st: os.stat_result | None,
+                              where: str) -> None:
     if st is None:
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, DIR_MODE)
+        prefix = check.prefix or Path("/")
+        prefix.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # the operator's directory
+        host_fs.ensure_dir(prefix, check.path, DIR_MODE, None, None, keep_existing=True)
     elif not stat.S_ISDIR(st.st_mode):
         raise VolumeError(f"{where}: hostPath type DirectoryOrCreate found something that is "
                           "not a directory there; remove it or fix the path")
 
 
-def _host_file(path: Path, st: os.stat_result | None, where: str) -> None:
+def _host_file(check: HostPathCheck, st: os.stat_result | None, where: str) -> None:
     if st is None or not stat.S_ISREG(st.st_mode):
         raise VolumeError(f"{where}: hostPath type File needs an existing regular file on the "
                           "node and there is none; create it, or use type FileOrCreate")
 
 
-def _host_file_or_create(path: Path, st: os.stat_result | None, where: str) -> None:
+def _host_file_or_create(check: HostPathCheck, st: os.stat_result | None, where: str) -> None:
     if st is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, HOST_FILE_MODE)
-            os.fchmod(fd, HOST_FILE_MODE)
-            os.close(fd)
+        prefix = check.prefix or Path("/")
+        prefix.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # the operator's directory
+        host_fs.create_file(prefix, check.path, HOST_FILE_MODE)
     elif not stat.S_ISREG(st.st_mode):
         raise VolumeError(f"{where}: hostPath type FileOrCreate found something that is not a "
                           "regular file there; remove it or fix the path")
 
 
-def _host_socket(path: Path, st: os.stat_result | None, where: str) -> None:
+def _host_socket(check: HostPathCheck, st: os.stat_result | None, where: str) -> None:
     if st is None or not stat.S_ISSOCK(st.st_mode):
         raise VolumeError(f"{where}: hostPath type Socket needs an existing unix socket on the "
                           "node and there is none; start the service that creates it first")

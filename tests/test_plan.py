@@ -22,9 +22,12 @@ from docker_sidecar.docker_config import (
 from docker_sidecar.plan import NodeFacts, PlanError, PodPlan, plan_pod
 from docker_sidecar.policy import SidecarPolicy
 from interlink_common.wire import RetrievedPodData
+from interlink_common.identity import IdentityError
 
 NODE = NodeFacts(cpus=4, memory=8 << 30, name="node", host_ip="10.0.0.1")
 Planner = Callable[..., PodPlan]
+# Host ports are refused by default (Pod Security baseline); these tests are about publishing.
+PORTS = SidecarPolicy(AllowedHostPorts=["1-65535"])
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def one(plan: Planner, **fields: Any) -> Any:
 
 
 def refused(plan: Planner, p: dict[str, Any], *needles: str, **kw: Any) -> str:
-    with pytest.raises(PlanError) as info:
+    with pytest.raises((PlanError, IdentityError)) as info:
         plan(p, **kw)
     for needle in needles:
         assert needle in str(info.value)
@@ -66,7 +69,7 @@ def test_init_and_main_containers_keep_their_role_and_order(plan: Planner) -> No
 def test_docker_names_carry_namespace_pod_container_and_uid(plan: Planner) -> None:
     p1 = pod("web", [container("app")], init=[container("setup")], namespace="team-a")
     p2 = copy.deepcopy(p1)
-    p2["metadata"]["uid"] = "another-uid"
+    p2["metadata"]["uid"] = "7f0c2a3e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
     a, b = plan(p1), plan(p2)
     uid = p1["metadata"]["uid"]
     for part in ("team-a", "web", "app", uid):
@@ -294,8 +297,10 @@ def test_supplemental_groups_and_fs_group_are_added(plan: Planner) -> None:
 
 
 def test_capabilities_and_read_only_root(plan: Planner) -> None:
-    c = one(plan, securityContext={"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
-                                   "readOnlyRootFilesystem": True})
+    c = plan(pod("p", [container("c", securityContext={
+        "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+        "readOnlyRootFilesystem": True})]),
+        policy=SidecarPolicy(AllowedCapabilities=["NET_ADMIN"])).main[0]
     assert (c.cap_add, c.cap_drop, c.read_only_rootfs) == (["NET_ADMIN"], ["ALL"], True)
     config = container_host_config(c, "infra")
     assert config["cap_add"] == ["NET_ADMIN"] and config["cap_drop"] == ["ALL"]
@@ -309,7 +314,7 @@ def test_allow_privilege_escalation(plan: Planner, escalation: bool | None,
                                     no_new: bool) -> None:
     sc = {} if escalation is None else {"allowPrivilegeEscalation": escalation}
     c = one(plan, securityContext=sc)
-    assert c.no_new_privileges is no_new
+    assert ("no-new-privileges:true" in c.security_opt) is no_new
     config = container_host_config(c, "infra")
     assert config.get("security_opt") == (["no-new-privileges:true"] if no_new else None)
 
@@ -402,7 +407,7 @@ def test_host_ports_are_published_on_the_infra(plan: Planner) -> None:
         container("dns", ports=[{"containerPort": 53, "hostPort": 5353, "protocol": "UDP",
                                  "hostIP": "127.0.0.1"}]),
     ], init=[container("i", ports=[{"containerPort": 7000, "hostPort": 7000}])])
-    infra = plan(p).infra
+    infra = plan(p, policy=PORTS).infra
     assert sorted((b.key, b.host_ip, b.host_port) for b in infra.ports) == [
         ("53/udp", "127.0.0.1", 5353), ("7000/tcp", "", 7000), ("8888/tcp", "", 30888)]
     assert sorted(infra_create_args(infra)["ports"]) == [("53", "udp"), ("7000", "tcp"),
@@ -414,7 +419,7 @@ def test_host_ports_are_published_on_the_infra(plan: Planner) -> None:
 def test_one_container_port_on_two_host_ports(plan: Planner) -> None:
     infra = plan(pod("p", [container("web", ports=[
         {"containerPort": 80, "hostPort": 8080},
-        {"containerPort": 80, "hostPort": 8081, "hostIP": "127.0.0.1"}])])).infra
+        {"containerPort": 80, "hostPort": 8081, "hostIP": "127.0.0.1"}])]), policy=PORTS).infra
     assert infra_host_config(infra)["port_bindings"] == {"80/tcp": [8080, ("127.0.0.1", 8081)]}
     assert infra_create_args(infra)["ports"] == [("80", "tcp")]
 
@@ -424,7 +429,7 @@ def test_same_host_port_on_any_address_and_a_specific_one_clash(plan: Planner) -
                                          "hostIP": "0.0.0.0"}]),
                   container("b", ports=[{"containerPort": 81, "hostPort": 8080,
                                          "hostIP": "127.0.0.1"}])])
-    refused(plan, p, "spec.containers[1].ports[0].hostPort", "8080")
+    refused(plan, p, "spec.containers[1].ports[0].hostPort", "8080", policy=PORTS)
 
 
 def test_container_port_alone_is_not_published(plan: Planner) -> None:
@@ -437,12 +442,13 @@ def test_container_port_alone_is_not_published(plan: Planner) -> None:
 def test_same_host_port_twice_in_a_pod_is_refused(plan: Planner) -> None:
     p = pod("p", [container("a", ports=[{"containerPort": 80, "hostPort": 8080}]),
                   container("b", ports=[{"containerPort": 81, "hostPort": 8080}])])
-    refused(plan, p, "spec.containers[1].ports[0].hostPort", "8080", "spec.containers[0]")
+    refused(plan, p, "spec.containers[1].ports[0].hostPort", "8080", "spec.containers[0]",
+            policy=PORTS)
     # The same number on another protocol is a different port.
     ok = pod("p", [container("a", ports=[{"containerPort": 80, "hostPort": 8080}]),
                    container("b", ports=[{"containerPort": 81, "hostPort": 8080,
                                           "protocol": "UDP"}])])
-    assert sorted((b.key, b.host_port) for b in plan(ok).infra.ports) == [
+    assert sorted((b.key, b.host_port) for b in plan(ok, policy=PORTS).infra.ports) == [
         ("80/tcp", 8080), ("81/udp", 8080)]
 
 
@@ -453,7 +459,7 @@ def test_same_host_port_twice_in_a_pod_is_refused(plan: Planner) -> None:
 ])
 def test_bad_host_ports_are_refused(plan: Planner, port: dict[str, Any], message: str) -> None:
     refused(plan, pod("p", [container("c", ports=[port])]), "spec.containers[0].ports[0]",
-            message)
+            message, policy=PORTS)
 
 
 def test_host_aliases_become_extra_hosts(plan: Planner) -> None:

@@ -82,7 +82,7 @@ def mounted(tmp_path: Path, pod: dict[str, Any], **kwargs: Any) -> dict[str, Mou
     volumes = plan(tmp_path, pod, **kwargs)
     mounts, dirs = container_mounts(pod["spec"]["containers"][0], volumes,
                                     field_prefix="spec.containers[0]")
-    materialize(volumes, dirs)
+    materialize(volumes, dirs, root=tmp_path)
     return {m.target: m for m in mounts}
 
 
@@ -278,7 +278,7 @@ def test_sub_path_through_a_symlink_out_of_a_claim_is_refused(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (claim / "etc").symlink_to(outside)  # left there by an earlier pod
-    with pytest.raises(VolumeError, match="outside its volume"):
+    with pytest.raises(VolumeError, match="is a symlink"):
         mounted(tmp_path, pod)
 
 
@@ -408,7 +408,7 @@ def test_empty_dir_is_world_writable_and_shared_by_containers(tmp_path):
     volumes = plan(tmp_path, pod)
     main, _ = container_mounts(pod["spec"]["containers"][0], volumes, field_prefix="c0")
     side, _ = container_mounts(pod["spec"]["containers"][1], volumes, field_prefix="c1")
-    materialize(volumes)
+    materialize(volumes, root=tmp_path)
     assert main[0].source == side[0].source
     assert not main[0].read_only and side[0].read_only
     assert mode_of(main[0].source) == 0o777
@@ -429,7 +429,7 @@ def test_memory_empty_dir_is_a_sized_tmpfs_volume(tmp_path):
     assert volumes.tmpfs == [TmpfsVolume("il_pod_cache", 64 * 2**20)]
     mounts, dirs = container_mounts(pod["spec"]["containers"][0], volumes, field_prefix="c")
     assert mounts == [MountSpec("il_pod_cache", "/cache", False, "volume")] and dirs == []
-    materialize(volumes)
+    materialize(volumes, root=tmp_path)
     assert not (tmp_path / "pods" / UID / "volumes" / "cache").exists()
 
 
@@ -467,7 +467,7 @@ def test_sub_path_to_a_config_map_file_mounts_just_that_file(tmp_path):
     volumes = plan(tmp_path, pod, cms=(config_map("app", {"settings.ini": "a=1"}),))
     mounts, dirs = container_mounts(pod["spec"]["containers"][0], volumes, field_prefix="c")
     assert dirs == []  # the file is planned already; nothing to create
-    materialize(volumes, dirs)
+    materialize(volumes, dirs, root=tmp_path)
     assert mounts[0].read_only and Path(mounts[0].source).read_bytes() == b"a=1"
 
 
@@ -479,7 +479,7 @@ def test_sub_path_directory_is_created_like_its_volume(tmp_path):
     root = tmp_path / "pods" / UID / "volumes" / "scratch"
     assert mounts[0].source == str(root / "users" / "alice")
     assert [d.path for d in dirs] == [root / "users" / "alice"]
-    materialize(volumes, dirs)
+    materialize(volumes, dirs, root=tmp_path)
     assert os.path.isdir(mounts[0].source) and mode_of(mounts[0].source) == 0o777
 
 
@@ -511,7 +511,7 @@ def test_claim_lives_outside_the_pod_dir_and_survives_its_removal(tmp_path):
     assert stat.S_IMODE(st.st_mode) & 0o777 == 0o775
     (claim / "notebook.ipynb").write_text("{}")
 
-    remove_pod_dir(tmp_path / "pods" / UID)
+    remove_pod_dir(tmp_path, tmp_path / "pods" / UID)
     assert not (tmp_path / "pods" / UID).exists()
     assert (claim / "notebook.ipynb").read_text() == "{}"
 
@@ -581,7 +581,7 @@ def test_host_path_directory_must_exist(tmp_path):
                                                "type": "Directory"}}])
     volumes = plan(tmp_path, pod, policy=VolumePolicy((str(allowed),)))
     with pytest.raises(VolumeError, match="type Directory needs an existing directory"):
-        materialize(volumes)
+        materialize(volumes, root=tmp_path)
 
 
 def test_host_path_files(tmp_path):
@@ -594,18 +594,18 @@ def test_host_path_files(tmp_path):
         {"name": "g", "hostPath": {"path": str(allowed / "new" / "log.txt"),
                                    "type": "FileOrCreate"}},
     ])
-    materialize(plan(tmp_path, pod, policy=policy))
+    materialize(plan(tmp_path, pod, policy=policy), root=tmp_path)
     created = allowed / "new" / "log.txt"
     assert created.read_bytes() == b"" and mode_of(created) == 0o644
 
     missing = make_pod([{"name": "f", "hostPath": {"path": str(allowed / "nope"),
                                                    "type": "File"}}])
     with pytest.raises(VolumeError, match="type File needs an existing regular file"):
-        materialize(plan(tmp_path, missing, policy=policy))
+        materialize(plan(tmp_path, missing, policy=policy), root=tmp_path)
     not_file = make_pod([{"name": "f", "hostPath": {"path": str(allowed / "new"),
                                                     "type": "FileOrCreate"}}])
     with pytest.raises(VolumeError, match="not a regular file"):
-        materialize(plan(tmp_path, not_file, policy=policy))
+        materialize(plan(tmp_path, not_file, policy=policy), root=tmp_path)
 
 
 def test_host_path_socket(tmp_path):
@@ -616,12 +616,12 @@ def test_host_path_socket(tmp_path):
         sock.bind(str(allowed / "agent.sock"))
         pod = make_pod([{"name": "s", "hostPath": {"path": str(allowed / "agent.sock"),
                                                    "type": "Socket"}}])
-        materialize(plan(tmp_path, pod, policy=VolumePolicy((str(allowed),))))
+        materialize(plan(tmp_path, pod, policy=VolumePolicy((str(allowed),))), root=tmp_path)
     finally:
         sock.close()
     pod = make_pod([{"name": "s", "hostPath": {"path": str(allowed), "type": "Socket"}}])
     with pytest.raises(VolumeError, match="type Socket"):
-        materialize(plan(tmp_path, pod, policy=VolumePolicy((str(allowed),))))
+        materialize(plan(tmp_path, pod, policy=VolumePolicy((str(allowed),))), root=tmp_path)
 
 
 def test_host_path_devices_are_refused(tmp_path):
@@ -638,7 +638,7 @@ def test_host_path_symlink_out_of_the_prefix_is_refused(tmp_path):
                                                "type": "Directory"}}])
     volumes = plan(tmp_path, pod, policy=VolumePolicy((str(allowed),)))
     with pytest.raises(VolumeError, match="Sidecar.HostPathPrefixes"):
-        materialize(volumes)
+        materialize(volumes, root=tmp_path)
 
 
 def test_relative_host_path_prefix_is_a_config_error():
@@ -697,24 +697,24 @@ def test_materialize_leaves_no_temporary_files_and_can_run_twice(tmp_path):
     pod = make_pod([{"name": "cfg", "configMap": {"name": "app"}}],
                    [{"name": "cfg", "mountPath": "/etc/app"}])
     volumes = plan(tmp_path, pod, cms=(config_map("app", {"a": "1", "b": "2"}),))
-    materialize(volumes)
-    materialize(volumes)
+    materialize(volumes, root=tmp_path)
+    materialize(volumes, root=tmp_path)
     root = tmp_path / "pods" / UID / "volumes" / "cfg"
     assert sorted(os.listdir(root)) == ["a", "b"]
 
 
 def test_remove_pod_dir_is_idempotent(tmp_path):
     pod = make_pod([{"name": "scratch", "emptyDir": {}}])
-    materialize(plan(tmp_path, pod))
+    materialize(plan(tmp_path, pod), root=tmp_path)
     pod_dir = tmp_path / "pods" / UID
     (pod_dir / "volumes" / "scratch" / "out.txt").write_text("x")
-    remove_pod_dir(pod_dir)
-    remove_pod_dir(pod_dir)
+    remove_pod_dir(tmp_path, pod_dir)
+    remove_pod_dir(tmp_path, pod_dir)
     assert not pod_dir.exists()
 
 
 def test_extra_dirs_are_applied_after_the_volumes(tmp_path):
     target = tmp_path / "pods" / UID / "volumes" / "scratch" / "deep"
     pod = make_pod([{"name": "scratch", "emptyDir": {}}])
-    materialize(plan(tmp_path, pod), [DirSpec(target, 0o750, None, None)])
+    materialize(plan(tmp_path, pod), [DirSpec(target, 0o750, None, None)], root=tmp_path)
     assert mode_of(target) == 0o750
