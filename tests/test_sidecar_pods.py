@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from kube import container, create_body, pod, state_of, vk_phase
+from conftest import start_test_sidecar
 from procs import free_port
 
 
@@ -45,7 +46,26 @@ def test_every_object_is_labelled_and_container_ports_are_not_published(sidecar)
     sidecar.delete(p)
 
 
-def test_host_port_is_published_and_a_clash_is_refused(sidecar):
+@pytest.fixture
+def ports_sidecar(docker_client, tmp_path):
+    """A sidecar whose operator lets pods bind host ports (refused by default, as in the Pod
+    Security baseline)."""
+    sc = start_test_sidecar(tmp_path, docker_client, policy={"AllowedHostPorts": ["1024-65535"]})
+    yield sc
+    sc.proc.stop()
+    sc.cleanup()
+
+
+def test_host_port_is_refused_by_default(sidecar):
+    p = pod("hostport-x", [container("web", "sleep 1", ports=[{"containerPort": 80,
+                                                               "hostPort": free_port()}])])
+    r = sidecar.create(create_body(p))
+    assert r.status_code == 422
+    assert "spec.containers[0].ports[0].hostPort" in r.text and "Sidecar.AllowedHostPorts" in r.text
+
+
+def test_host_port_is_published_and_a_clash_is_refused(ports_sidecar):
+    sidecar = ports_sidecar
     port = free_port()
     first = pod("hostport-a", [container("web", "echo hi > /tmp/i; httpd -f -p 80 -h /tmp",
                                          ports=[{"containerPort": 80, "hostPort": port}])])
