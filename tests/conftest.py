@@ -179,3 +179,16 @@ def sidecar(docker_client, tmp_path_factory) -> Iterator[Sidecar]:
     yield sc
     sc.proc.stop()
     sc.cleanup()
+
+
+# --- markers ------------------------------------------------------------------------------------
+
+SECURITY_DIR = Path(__file__).resolve().parent / "security"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/security/ is an attack on the node, made as a hostile tenant
+    would make it: marked ``security`` (``-m security`` runs them alone)."""
+    for item in items:
+        if SECURITY_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.security)
