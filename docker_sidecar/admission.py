@@ -380,3 +380,15 @@ def pod_sysctls(pod: dict[str, Any]) -> dict[str, str]:
         if isinstance(sysctl, dict) and isinstance(sysctl.get("name"), str):
             out[sysctl["name"]] = str(sysctl.get("value", "")).replace("\0", "")
     return out
+
+
+def non_root_violation(image_user: str) -> str | None:
+    """The kubelet's check for runAsNonRoot without runAsUser: the image's own user must be
+    a numeric, non-zero UID (a name could be root inside the image's /etc/passwd)."""
+    user = image_user.split(":", 1)[0]
+    if user in ("", "0", "root"):
+        return "container has runAsNonRoot and image will run as root"
+    if not user.isdigit():
+        return (f"container has runAsNonRoot and image has non-numeric user ({user}), cannot "
+                "verify user is non-root; set securityContext.runAsUser")
+    return "container has runAsNonRoot and image will run as root" if int(user) == 0 else None

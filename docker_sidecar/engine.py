@@ -65,6 +65,14 @@ class Engine:
         except (ImageNotFound, NotFound):
             return None
 
+    def image_user(self, ref: str) -> str | None:
+        """The user the image runs as (``Config.User``, "" for root); None without the image."""
+        try:
+            return self._call("image_inspect", self.api.inspect_image, ref)["Config"].get(
+                "User") or ""
+        except (ImageNotFound, NotFound):
+            return None
+
     def pull(self, ref: str, auth: dict[str, str] | None = None) -> None:
         """Pull and raise ``EngineError`` with the registry's message on failure (errors arrive
         inside the progress stream, not as an HTTP status)."""

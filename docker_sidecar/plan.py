@@ -23,6 +23,7 @@ from interlink_common.identity import check_pod_identity
 from .admission import AdmissionError, admit, container_security, pod_sysctls
 from .env import EnvError, EnvSources, container_env, entrypoint_and_cmd
 from .fields import FieldError, PodFacts
+from .pod_shape import ShapeError, check_pod_shape
 from .policy import SidecarPolicy
 from .quantity import QuantityError, byte_count, cpu_millis
 from .volumes import (
@@ -80,6 +81,8 @@ class ContainerPlan:
     termination_file: Path | None = None
     # seccompProfile type Localhost: the profile's path under Sidecar.SeccompProfileRoot.
     seccomp_localhost: str | None = None
+    # runAsNonRoot without runAsUser: the image's user is checked when the container is made.
+    run_as_non_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,10 +197,12 @@ def plan_pod(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path,
              node: NodeFacts, pod_ip: str = "") -> PodPlan:
     """Plan every Docker object of the pod; raises ``IdentityError`` for a UID or name that
     Kubernetes would not allow, ``PlanError`` for anything else we cannot honour."""
-    check_pod_identity(data.pod.to_wire())
+    pod = data.pod.to_wire()
+    check_pod_identity(pod)
     try:
+        check_pod_shape(pod)
         return _plan(data, policy, data_root=data_root, node=node, pod_ip=pod_ip)
-    except (EnvError, VolumeError, FieldError, QuantityError, AdmissionError) as exc:
+    except (EnvError, VolumeError, FieldError, QuantityError, AdmissionError, ShapeError) as exc:
         raise PlanError(str(exc)) from None
 
 
@@ -312,6 +317,10 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     if run_as_group is not None and run_as_user is None:
         raise PlanError(f"{where}.securityContext.runAsGroup needs runAsUser on this node "
                         "(Docker sets a group only together with a user)")
+    non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True
+    if non_root and run_as_user == 0:
+        raise PlanError(f"{where}.securityContext: runAsUser 0 breaks the runAsNonRoot policy "
+                        "of the container; run it as another user or drop runAsNonRoot")
     user = None if run_as_user is None else (
         f"{run_as_user}:{run_as_group}" if run_as_group is not None else str(run_as_user))
     groups = [str(g) for g in pod_sc.get("supplementalGroups") or []]
@@ -348,6 +357,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
         cap_add=security.cap_add, cap_drop=security.cap_drop,
         privileged=privileged, read_only_rootfs=bool(sc.get("readOnlyRootFilesystem")),
         security_opt=security.security_opt, seccomp_localhost=security.seccomp_localhost,
+        run_as_non_root=non_root and run_as_user is None,
         nano_cpus=nano_cpus, mem_limit=mem_limit,
         mem_reservation=byte_count(mem_request) if mem_request is not None else None,
         cpu_shares=shares, restart_policy=docker_restart,

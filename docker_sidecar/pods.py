@@ -52,6 +52,7 @@ from .lifecycle import Health, Supervisor, Supervisors
 from .probes import run_handler
 from .status import ContainerFacts, Waiting, container_status, not_found_status
 from .tracker import Tracker, has_stopped
+from .admission import non_root_violation
 from .pinned_mounts import PinError, pin, unpin_below
 from .volumes import MountSpec, VolumeError, ensure_dir, materialize, remove_pod_dir
 
@@ -436,9 +437,9 @@ class PodManager:
         try:
             host = container_host_config(c, rec.plan.infra.docker_name, gpu_uuids=gpus,
                                          restart=restart)
-            await blocking(self._pin_mounts, rec, c, name, host)
+            await blocking(self._resolve_host_config, rec, c, name, host)
         except (PinError, VolumeError, OSError) as exc:
-            message = f"cannot prepare the mounts of container {c.name!r}: {exc}"
+            message = f"cannot create container {c.name!r}: {exc}"
             rec.waiting[c.name] = Waiting("CreateContainerConfigError", message)
             log.warning("pod %s: %s", rec.ref(), message)
             return None
@@ -453,11 +454,11 @@ class PodManager:
         rec.container_ids[c.name] = cid
         return cid
 
-    def _pin_mounts(self, rec: PodRecord, c: ContainerPlan, docker_name: str,
-                    host: dict[str, Any]) -> None:
-        """What the container may read from files a pod controls, resolved now: subPath and
-        hostPath mounts pinned below the pod's directory, and a Localhost seccomp profile.
-        Changes ``host`` (the host config) in place."""
+    def _resolve_host_config(self, rec: PodRecord, c: ContainerPlan, docker_name: str,
+                             host: dict[str, Any]) -> None:
+        """What depends on the node's state at the moment of creation, checked and fixed now
+        in ``host`` (the host config): subPath and hostPath mounts pinned below the pod's
+        directory, the image's user under runAsNonRoot, a Localhost seccomp profile."""
         assert rec.plan is not None
         pod_dir = self.pod_dir(rec.uid)
         staging = pod_dir / "mounts" / docker_name
@@ -472,6 +473,10 @@ class PodManager:
             pinned.append(m)
         if any(m.beneath for m in c.mounts):
             host["mounts"] = docker_mounts(pinned)
+        if c.run_as_non_root:
+            violation = non_root_violation(self.engine.image_user(c.image) or "")
+            if violation:
+                raise PinError(errno.EPERM, violation)
         if c.seccomp_localhost is not None:
             host["security_opt"] = [*host.get("security_opt", []),
                                     f"seccomp={self._seccomp_profile(c.seccomp_localhost)}"]

@@ -171,7 +171,14 @@ def test_each_baseline_control_refuses_and_names_its_exemption(node, mutate, con
 
 
 def test_restricted_level(docker_client, tmp_path):
-    sc = start_test_sidecar(tmp_path, docker_client, policy={"PodSecurity": "restricted"})
+    profiles = tmp_path / "seccomp"
+    profiles.mkdir()
+    # Everything allowed but mkdir: shows that the pod's own profile is what Docker applies.
+    (profiles / "no-mkdir.json").write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    sc = start_test_sidecar(tmp_path, docker_client, policy={
+        "PodSecurity": "restricted", "SeccompProfileRoot": str(profiles)})
     try:
         plain = pod("plain", [container("main", "sleep 1")])
         r = sc.create(create_body(plain))
@@ -188,6 +195,26 @@ def test_restricted_level(docker_client, tmp_path):
         host = sc.container(good, "main").attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"] and "no-new-privileges:true" in host["SecurityOpt"]
         sc.delete(good)
+        # runAsNonRoot without runAsUser: the image's user (root here) is refused at creation.
+        rooted = pod("rooted", [container("main", "sleep 30", securityContext=dict(
+            good["spec"]["containers"][0]["securityContext"]))],
+            securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}})
+        assert sc.create(create_body(rooted)).status_code == 200
+        assert "image will run as root" in waiting_reason(sc, rooted, "main")["message"]
+        assert [c for c in pod_containers(sc, rooted)
+                if c.labels["io.interlink.container.role"] == "main"] == []
+        sc.delete(rooted)
+        local = pod("local-profile", [container(
+            "main", "mkdir /tmp/x || echo mkdir-denied; sleep 30",
+            securityContext=dict(good["spec"]["containers"][0]["securityContext"]))],
+            securityContext={"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {
+                "type": "Localhost", "localhostProfile": "no-mkdir.json"}})
+        sc.run(create_body(local))
+        deadline = time.monotonic() + 20
+        while "mkdir-denied" not in sc.logs(local, "main").text:
+            assert time.monotonic() < deadline, sc.logs(local, "main").text
+            time.sleep(0.2)
+        sc.delete(local)
     finally:
         sc.proc.stop()
         sc.cleanup()
