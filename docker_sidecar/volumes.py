@@ -812,7 +812,8 @@ def _prepare_host_path(check: HostPathCheck) -> None:
         st = host_fs.stat_entry(prefix, rel)
     except host_fs.UnsafePath as exc:
         # Name the pod's field, as every other hostPath refusal does.
-        raise VolumeError(f"{where}: {exc.strerror}") from None
+        raise VolumeError(f"{where}: {exc.strerror}; give the real path below "
+                          f"{HOST_PATH_PREFIXES_KEY}") from None
     except OSError as exc:
         raise _os_error(f"{where}: cannot inspect", exc) from None
     try:
