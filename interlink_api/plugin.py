@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from interlink_common.plugin_auth import TokenFile
+
 from .transport import AiohttpTransport
 
 SESSION_HEADER = "InterLink-Http-Session"
@@ -56,8 +58,11 @@ class PluginClient:
 
     def __init__(self, base: str, *, connect_timeout: float, timeout: float,
                  max_connections: int = 100,
-                 observe: Callable[[str, str, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, float], None] | None = None,
+                 token: TokenFile | None = None) -> None:
         self.base = base
+        self._token = token
+        self._auth = ("", "")  # (token, header value): built again only when the token changes
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
         if base.startswith("unix://"):
             transport = AiohttpTransport(uds=base[len("unix://"):], max_connections=max_connections)
@@ -79,7 +84,13 @@ class PluginClient:
         await self._client.aclose()
 
     def _headers(self, session: str) -> dict[str, str]:
-        return {"Content-Type": "application/json", SESSION_HEADER: session}
+        headers = {"Content-Type": "application/json", SESSION_HEADER: session}
+        if self._token is not None:
+            token = self._token.current()  # re-read when the file changed
+            if token != self._auth[0]:
+                self._auth = (token, f"Bearer {token}")
+            headers["Authorization"] = self._auth[1]
+        return headers
 
     async def call(self, method: str, path: str, body: bytes, session: str) -> PluginReply:
         """Send one request and read the whole reply (used for everything but log streams)."""

@@ -106,6 +106,14 @@ class InterLinkConfig(_Section):
     PluginMaxConnections: int = Field(default=100, ge=1)
     MaxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     LogFormat: Literal["text", "json"] = "text"
+    # The credential the API server and the plugin share (interlink_common/plugin_auth.py): a
+    # file holding one token; the API sends it as a bearer token, the sidecar requires it.
+    PluginTokenFile: str = ""
+    # Unix sockets of both programs are 0600; with a group they are 0660 and owned by it.
+    SocketGroup: str = ""
+    # Host header values the API accepts besides loopback and its own address, when it runs
+    # without token validation (a browser page cannot forge those).
+    AllowedHosts: list[str] = Field(default_factory=list)
 
     @field_validator("InterlinkPort", "SidecarPort", mode="before")
     @classmethod
