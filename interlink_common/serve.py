@@ -74,9 +74,20 @@ def serve(app: ASGIApp, listener: Listener, *, name: str, socket_group: str = ""
                             server_header=False, timeout_graceful_shutdown=10,
                             **kwargs)  # type: ignore[arg-type]
     log.info("%s listening on %s (pid %d)", name, listener.describe(), os.getpid())
-    try:
-        uvicorn.Server(config).run(sockets=sockets)
-    finally:
-        if sockets:
-            # Passed sockets are not uvicorn's to remove; a stale file would only confuse.
-            Path(listener.path).unlink(missing_ok=True)
+    _Server(config, listener.path if sockets else "").run(sockets=sockets)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, removing our socket file when it shuts down. (After a SIGTERM
+    uvicorn re-raises the signal once it is done, so code after ``run`` never runs.)"""
+
+    def __init__(self, config: uvicorn.Config, socket_path: str) -> None:
+        super().__init__(config)
+        self._socket_path = socket_path
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if self._socket_path:
+                Path(self._socket_path).unlink(missing_ok=True)
