@@ -286,6 +286,9 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
         denied = await server.authenticate(request)
         if denied is None and server.door is not None:
             denied = server.door.check_host(request)
+            if denied is not None:
+                log.warning("refused %s %s: Host %.100r is not this server's", request.method,
+                            request.url.path, request.headers.get("host", ""))
         if denied is not None:
             return denied
         session = request.headers.get(SESSION_HEADER) or f"Request-{uuid.uuid4()}"
@@ -293,6 +296,9 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
             body = await server.read_body(request)
             refused = server.door.check_body_type(request, body) if server.door else None
             if refused is not None:
+                log.warning("refused %s %s: Content-Type %.100r is not application/json",
+                            request.method, request.url.path,
+                            request.headers.get("content-type", ""))
                 response = refused
             else:
                 call = Call(request, body, session,
