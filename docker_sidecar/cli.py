@@ -7,7 +7,7 @@ import logging
 import sys
 from urllib.parse import urlsplit
 
-from interlink_common.config import InterLinkConfig
+from interlink_common.config import ConfigError, InterLinkConfig
 from interlink_common.listen import Listener, parse_listener
 from interlink_common.plugin_auth import TokenFile, TokenFileError
 from interlink_common.program import config_errors_exit, start
@@ -30,16 +30,25 @@ def sidecar_listener(cfg: InterLinkConfig) -> Listener:
     if cfg.SidecarURL.startswith("unix://"):
         return parse_listener(cfg.SidecarURL, None, cfg.TLS.model_copy(update={"Enabled": False}),
                               key="SidecarURL")
-    host = urlsplit(cfg.SidecarURL if "://" in cfg.SidecarURL else f"http://{cfg.SidecarURL}"
-                    ).hostname or "127.0.0.1"
+    url = urlsplit(cfg.SidecarURL if "://" in cfg.SidecarURL else f"http://{cfg.SidecarURL}")
+    host = url.hostname or "127.0.0.1"
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost":
             log.warning("SidecarURL names host %r: listening on every interface", host)
             host = "0.0.0.0"
-    return parse_listener(f"http://{host}", cfg.SidecarPort,
-                          cfg.TLS.model_copy(update={"Enabled": False}), key="SidecarPort")
+    plain = parse_listener(f"http://{host}", cfg.SidecarPort,
+                           cfg.TLS.model_copy(update={"Enabled": False}), key="SidecarPort")
+    if url.scheme != "https":
+        return plain
+    tls = cfg.PluginTLS
+    if not (tls.CertFile and tls.KeyFile):
+        raise ConfigError("SidecarURL is https://: set PluginTLS.CertFile and PluginTLS.KeyFile "
+                          "(the sidecar's certificate), and PluginTLS.ClientCACertFile (the CA "
+                          "of the API server's client certificate)")
+    return Listener(scheme="https", host=plain.host, port=plain.port, certfile=tls.CertFile,
+                    keyfile=tls.KeyFile, client_ca=tls.ClientCACertFile)
 
 
 def door_problem(cfg: InterLinkConfig, policy: SidecarPolicy, listener: Listener) -> str | None:
@@ -51,12 +60,14 @@ def door_problem(cfg: InterLinkConfig, policy: SidecarPolicy, listener: Listener
     """
     if listener.is_local:
         return None
-    if not (policy.AllowRemoteListen and cfg.PluginTokenFile):
+    client_certs = listener.scheme == "https" and bool(listener.client_ca)
+    if not (policy.AllowRemoteListen and (cfg.PluginTokenFile or client_certs)):
         return (f"refusing to listen on {listener.describe()}: anyone who can reach this address "
                 "could run containers on this node. Listen on loopback (SidecarURL: "
                 "http://127.0.0.1) or a unix socket (Socket: unix:///run/interlink/sidecar.sock), "
-                "or set both Sidecar.AllowRemoteListen: true and PluginTokenFile (a file with a "
-                "token the API server sends on every call)")
+                "or set both Sidecar.AllowRemoteListen: true and a credential: PluginTokenFile "
+                "(a file with a token the API server sends on every call) and/or mutual TLS "
+                "(SidecarURL: https://, PluginTLS.CertFile, KeyFile and ClientCACertFile)")
     return None
 
 

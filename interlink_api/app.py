@@ -39,7 +39,14 @@ from .cache import StatusCache
 from .door import Door
 from .log_request import log_request_error
 from .metrics import APIMetrics
-from .plugin import SESSION_HEADER, PluginClient, PluginReply, PluginUnreachable, read_limited
+from .plugin import (
+    SESSION_HEADER,
+    PluginClient,
+    PluginReply,
+    PluginUnreachable,
+    client_tls,
+    read_limited,
+)
 from .pod_data import retrieved_pod_data
 from .profile import Profile, detect_profile
 
@@ -331,13 +338,16 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
 
     ``listener`` is where it is served; without token validation it decides the checks
     against forged browser requests (``door.py``). In-process (None) there are none.
-    Raises ``TokenFileError`` when ``PluginTokenFile`` cannot be used."""
+    Raises ``TokenFileError`` when ``PluginTokenFile`` cannot be used, ``OSError`` or
+    ``ssl.SSLError`` when the PluginTLS files cannot."""
     metrics = APIMetrics()
     plugin = PluginClient(cfg.sidecar_base, connect_timeout=cfg.PluginConnectTimeoutSeconds,
                           timeout=cfg.PluginTimeoutSeconds,
                           max_connections=cfg.PluginMaxConnections,
                           observe=metrics.observe_plugin,
-                          token=TokenFile(cfg.PluginTokenFile) if cfg.PluginTokenFile else None)
+                          token=TokenFile(cfg.PluginTokenFile) if cfg.PluginTokenFile else None,
+                          ssl_context=client_tls(cfg.PluginTLS)
+                          if cfg.sidecar_base.startswith("https://") else None)
     door = Door.for_listener(listener, cfg) if listener and validator is None else None
     server = APIServer(cfg, plugin, StatusCache(), metrics, validator, door)
 

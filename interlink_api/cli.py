@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 
 from interlink_common.config import InterLinkConfig
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(cfg, validator, listener)
     except TokenFileError as exc:
         sys.exit(f"interlink-api: {exc}")
+    except (OSError, ssl.SSLError) as exc:
+        sys.exit(f"interlink-api: PluginTLS: cannot load the client certificate or CA: {exc}")
     serve(app, listener, name="interlink-api", socket_group=cfg.SocketGroup)
 
 

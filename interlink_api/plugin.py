@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
+from interlink_common.config import PluginTLSConfig
 from interlink_common.plugin_auth import TokenFile
 
 from .transport import AiohttpTransport
@@ -42,6 +44,15 @@ class _PluginHTTPClient(httpx.AsyncClient):
         return None
 
 
+def client_tls(tls: PluginTLSConfig) -> ssl.SSLContext:
+    """The context for an https:// plugin: its CA (or the system store), and the client
+    certificate the plugin asks for when it requires mutual TLS."""
+    context = ssl.create_default_context(cafile=tls.CACertFile or None)
+    if tls.ClientCertFile or tls.ClientKeyFile:
+        context.load_cert_chain(tls.ClientCertFile, tls.ClientKeyFile or None)
+    return context
+
+
 class PluginUnreachable(Exception):
     """The plugin could not be reached, or did not answer in time."""
 
@@ -59,7 +70,8 @@ class PluginClient:
     def __init__(self, base: str, *, connect_timeout: float, timeout: float,
                  max_connections: int = 100,
                  observe: Callable[[str, str, float], None] | None = None,
-                 token: TokenFile | None = None) -> None:
+                 token: TokenFile | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.base = base
         self._token = token
         self._auth = ("", "")  # (token, header value): built again only when the token changes
@@ -68,7 +80,8 @@ class PluginClient:
             transport = AiohttpTransport(uds=base[len("unix://"):], max_connections=max_connections)
             base_url = "http://plugin"
         else:
-            transport = AiohttpTransport(max_connections=max_connections)
+            transport = AiohttpTransport(max_connections=max_connections,
+                                         ssl_context=ssl_context)
             base_url = base
         self._client = _PluginHTTPClient(base_url=base_url, transport=transport,
                                          timeout=timeouts, trust_env=False)

@@ -191,3 +191,101 @@ def test_api_with_an_unusable_token_file_stops(tmp_path: Path, plugin: Any) -> N
     assert api.popen.wait(timeout=30) != 0
     api.stop()
     assert "PluginTokenFile" in api.output() and "missing.token" in api.output()
+
+
+# --- mutual TLS: the other credential -----------------------------------------------------------
+
+
+def _cert(tmp: Path, name: str, issuer: tuple[Any, Any] | None = None) -> tuple[Any, Any, str, str]:
+    """A certificate (a CA when ``issuer`` is None) for localhost and 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject)
+               .issuer_name(issuer[0].subject if issuer else subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None),
+                              critical=True))
+    if issuer is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+    crt, pem = tmp / f"{name}.crt", tmp / f"{name}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return cert, key, str(crt), str(pem)
+
+
+def _tls_client(ca: str, cert: tuple[str, str] | None) -> httpx.Client:
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(*cert)
+    return httpx.Client(verify=context, timeout=30)
+
+
+def test_network_listener_with_https_but_no_client_ca_is_refused(tmp_path: Path) -> None:
+    """TLS alone encrypts; it authenticates no one."""
+    out = refused_at_start(tmp_path, sidecar_config(
+        tmp_path, SidecarURL="https://0.0.0.0", Sidecar={"AllowRemoteListen": True},
+        PluginTLS={"CertFile": "/nonexistent.crt", "KeyFile": "/nonexistent.key"}))
+    assert "refusing to listen on https://0.0.0.0:" in out and "ClientCACertFile" in out
+
+
+def test_mutual_tls_admits_only_certificates_of_the_client_ca(docker_client: Any,
+                                                              tmp_path: Path) -> None:
+    ca = _cert(tmp_path, "ca")
+    _, _, server_crt, server_key = _cert(tmp_path, "sidecar", ca[:2])
+    _, _, client_crt, client_key = _cert(tmp_path, "api", ca[:2])
+    rogue_ca = _cert(tmp_path, "rogue-ca")
+    _, _, rogue_crt, rogue_key = _cert(tmp_path, "rogue", rogue_ca[:2])
+    config = sidecar_config(tmp_path, SidecarURL="https://0.0.0.0",
+                            Sidecar={"AllowRemoteListen": True},
+                            PluginTLS={"CertFile": server_crt, "KeyFile": server_key,
+                                       "ClientCACertFile": ca[2]})
+    port = config["SidecarPort"]
+    base = f"https://127.0.0.1:{port}"
+    proc = launch(tmp_path, config, base)
+    try:
+        with _tls_client(ca[2], (client_crt, client_key)) as good:
+            for _ in range(600):  # until it serves (Docker start-up), or it died
+                assert proc.popen.poll() is None, proc.output()
+                try:
+                    good.get(f"{base}/healthz")
+                    break
+                except httpx.TransportError:
+                    __import__("time").sleep(0.05)
+            r = good.request("GET", f"{base}/status", content=b"[]")
+            assert r.status_code == 200 and r.json()["status"] == "ok"
+        for cert in (None, (rogue_crt, rogue_key)):
+            with _tls_client(ca[2], cert) as bad:
+                with pytest.raises(httpx.TransportError):
+                    bad.request("GET", f"{base}/status", content=b"[]")
+        # The API server presents its client certificate on every plugin call.
+        api = start_api(tmp_path, {"SidecarURL": "https://127.0.0.1", "SidecarPort": port,
+                                   "PluginTLS": {"ClientCertFile": client_crt,
+                                                 "ClientKeyFile": client_key,
+                                                 "CACertFile": ca[2]}}, name="api")
+        try:
+            with api.client(timeout=30) as c:
+                r = c.post("/pinglink", headers={"InterLink-Http-Session": "PingInterLink#1"})
+                assert r.status_code == 200, r.text
+                assert r.json()["status"] == "ok"
+        finally:
+            api.stop()
+    finally:
+        proc.stop()
