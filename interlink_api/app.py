@@ -324,7 +324,8 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
         except Exception as exc:  # never crash on input; log what an operator needs
             log.exception("%s failed", request.url.path)
             response = PlainTextResponse(f"internal error in {request.url.path}: "
-                                         f"{type(exc).__name__}: {exc}", status_code=500)
+                                         f"{type(exc).__name__}: {redact(str(exc))}",
+                                         status_code=500)
         response.headers[SESSION_HEADER] = session
         return response
 
