@@ -20,6 +20,7 @@ from .logconfig import add_secret
 
 log = logging.getLogger("interlink.plugin_auth")
 
+_NEVER = object()
 # Shorter tokens can be guessed; the scrubber also needs something it cannot confuse with words.
 MIN_TOKEN_LEN = 16
 
@@ -35,12 +36,14 @@ class TokenFile:
         self.path = os.path.expanduser(path)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
+        self._failed: object = _NEVER  # the stamp of the last bad read, warned about once
         self._token = ""
         self.current()  # a bad file is a start-up error, not a first-request surprise
 
     def _read(self) -> str:
         try:
-            token = open(self.path, encoding="utf-8").read().strip()
+            with open(self.path, encoding="utf-8") as f:
+                token = f.read().strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise TokenFileError(f"PluginTokenFile {self.path}: cannot read it "
                                  f"({type(exc).__name__}: {exc.args[-1] if exc.args else exc})"
@@ -63,14 +66,17 @@ class TokenFile:
         with self._lock:
             if stamp is not None and stamp == self._stamp:
                 return self._token
+            if self._token and stamp == self._failed:
+                return self._token
             try:
                 token = self._read()
             except TokenFileError as exc:
                 if not self._token:
                     raise
+                self._failed = stamp
                 log.warning("%s; still using the previous token", exc)
                 return self._token
-            self._stamp, self._token = stamp, token
+            self._stamp, self._token, self._failed = stamp, token, _NEVER
             return token
 
 
