@@ -55,8 +55,8 @@ def door_problem(cfg: InterLinkConfig, policy: SidecarPolicy, listener: Listener
     """Why the sidecar must not listen on ``listener``, or None when it may.
 
     Whoever reaches the sidecar runs containers on this node. Loopback and a 0600 unix socket
-    keep it to this host's API server; any other address needs an explicit opt-in and the
-    shared token, which the API server sends on every call.
+    keep it to this host's API server; any other address needs an explicit opt-in and a
+    credential the API server presents on every call: the shared token, mutual TLS, or both.
     """
     if listener.is_local:
         return None
