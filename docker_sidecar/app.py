@@ -17,6 +17,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from interlink_common.identity import IdentityError, check_pod_identity, check_uid
 from interlink_common.observe import RequestObserver
+from interlink_common.plugin_auth import RequireToken, TokenFile
 from interlink_common.wire import (
     Accelerator,
     LogStruct,
@@ -208,7 +209,8 @@ def node_resources(engine: Engine, policy: Any) -> tuple[NodeResources, NodeFact
     return resources, node
 
 
-def create_app(sidecar: Sidecar) -> FastAPI:
+def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
+    """The sidecar's app; with ``token``, every call but /healthz must carry it (401)."""
     manager = sidecar.manager
 
     @asynccontextmanager
@@ -251,4 +253,6 @@ def create_app(sidecar: Sidecar) -> FastAPI:
     app.add_api_route("/gpus", sidecar.gpu_report, methods=["GET"])
     app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _: (
         sidecar.metrics.requests.labels(route, str(status)).inc()))
+    if token is not None:
+        app.add_middleware(RequireToken, token=token)  # outermost: refused before anything runs
     return app

@@ -7,8 +7,9 @@ import logging
 import sys
 from urllib.parse import urlsplit
 
-from interlink_common.config import InterLinkConfig
+from interlink_common.config import ConfigError, InterLinkConfig
 from interlink_common.listen import Listener, parse_listener
+from interlink_common.plugin_auth import TokenFile, TokenFileError
 from interlink_common.program import config_errors_exit, start
 from interlink_common.serve import serve
 
@@ -20,8 +21,8 @@ log = logging.getLogger("interlink.sidecar")
 def sidecar_listener(cfg: InterLinkConfig) -> Listener:
     """``Socket`` when set, else ``SidecarPort`` on the host that ``SidecarURL`` names.
 
-    The sidecar has no authentication of its own, so it binds the address the API server dials
-    rather than every interface: loopback in the default set-up.
+    The sidecar binds the address the API server dials rather than every interface: loopback
+    in the default set-up. Whether it may listen there at all is ``door_problem``'s call.
     """
     if cfg.Socket:
         return parse_listener(cfg.Socket, None, cfg.TLS.model_copy(update={"Enabled": False}),
@@ -29,23 +30,62 @@ def sidecar_listener(cfg: InterLinkConfig) -> Listener:
     if cfg.SidecarURL.startswith("unix://"):
         return parse_listener(cfg.SidecarURL, None, cfg.TLS.model_copy(update={"Enabled": False}),
                               key="SidecarURL")
-    host = urlsplit(cfg.SidecarURL if "://" in cfg.SidecarURL else f"http://{cfg.SidecarURL}"
-                    ).hostname or "127.0.0.1"
+    url = urlsplit(cfg.SidecarURL if "://" in cfg.SidecarURL else f"http://{cfg.SidecarURL}")
+    host = url.hostname or "127.0.0.1"
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost":
-            log.warning("SidecarURL names host %r: listening on every interface; the sidecar "
-                        "has no authentication, so keep its port off untrusted networks", host)
+            log.warning("SidecarURL names host %r: listening on every interface", host)
             host = "0.0.0.0"
-    return parse_listener(f"http://{host}", cfg.SidecarPort,
-                          cfg.TLS.model_copy(update={"Enabled": False}), key="SidecarPort")
+    plain = parse_listener(f"http://{host}", cfg.SidecarPort,
+                           cfg.TLS.model_copy(update={"Enabled": False}), key="SidecarPort")
+    if url.scheme != "https":
+        return plain
+    tls = cfg.PluginTLS
+    if not (tls.CertFile and tls.KeyFile):
+        raise ConfigError("SidecarURL is https://: set PluginTLS.CertFile and PluginTLS.KeyFile "
+                          "(the sidecar's certificate), and PluginTLS.ClientCACertFile (the CA "
+                          "of the API server's client certificate)")
+    return Listener(scheme="https", host=plain.host, port=plain.port, certfile=tls.CertFile,
+                    keyfile=tls.KeyFile, client_ca=tls.ClientCACertFile)
+
+
+def door_problem(cfg: InterLinkConfig, policy: SidecarPolicy, listener: Listener) -> str | None:
+    """Why the sidecar must not listen on ``listener``, or None when it may.
+
+    Whoever reaches the sidecar runs containers on this node. Loopback and a 0600 unix socket
+    keep it to this host's API server; any other address needs an explicit opt-in and a
+    credential the API server presents on every call: the shared token, mutual TLS, or both.
+    """
+    if listener.is_local:
+        return None
+    client_certs = listener.scheme == "https" and bool(listener.client_ca)
+    if not (policy.AllowRemoteListen and (cfg.PluginTokenFile or client_certs)):
+        return (f"refusing to listen on {listener.describe()}: anyone who can reach this address "
+                "could run containers on this node. Listen on loopback (SidecarURL: "
+                "http://127.0.0.1) or a unix socket (Socket: unix:///run/interlink/sidecar.sock), "
+                "or set both Sidecar.AllowRemoteListen: true and a credential: PluginTokenFile "
+                "(a file with a token the API server sends on every call) and/or mutual TLS "
+                "(SidecarURL: https://, PluginTLS.CertFile, KeyFile and ClientCACertFile)")
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = start("docker-sidecar", __doc__, argv, extra_sections={"Sidecar": SidecarPolicy})
+    policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
     with config_errors_exit("docker-sidecar"):
         listener = sidecar_listener(cfg)
+    problem = door_problem(cfg, policy, listener)
+    if problem:
+        sys.exit(f"docker-sidecar: {problem}")
+    try:
+        token = TokenFile(cfg.PluginTokenFile) if cfg.PluginTokenFile else None
+    except TokenFileError as exc:
+        sys.exit(f"docker-sidecar: {exc}")
+    if token is None:
+        log.info("no PluginTokenFile: calls are not authenticated (listening on %s only)",
+                 listener.describe())
 
     from docker.errors import DockerException
 
@@ -57,7 +97,6 @@ def main(argv: list[str] | None = None) -> None:
     from .pods import PodManager
     from .tracker import Tracker
 
-    policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
     metrics = SidecarMetrics()
     try:
         engine = Engine.from_env(policy.Instance, observe=metrics.observe_docker)
@@ -75,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                          gpus=inventory)
     log.info("data root %s; node %s with %s CPUs and %s memory", data_root, node.name,
              resources.cpu, resources.memory)
-    serve(create_app(Sidecar(manager, engine, metrics, resources)), listener,
-          name="docker-sidecar")
+    serve(create_app(Sidecar(manager, engine, metrics, resources), token), listener,
+          name="docker-sidecar", socket_group=cfg.SocketGroup)
 
 
 if __name__ == "__main__":

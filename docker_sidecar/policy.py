@@ -91,3 +91,6 @@ class SidecarPolicy(BaseModel):
     PullTimeoutSeconds: float = Field(default=600.0, gt=0)
     # NVIDIA GPUs: discovery through NVML, allocation to pods.
     GPU: GPUSettings = Field(default_factory=GPUSettings)
+    # Listen on an address other than loopback or a unix socket. Also needs a credential
+    # (PluginTokenFile, or PluginTLS with a client CA): it runs containers for whoever calls.
+    AllowRemoteListen: bool = False

@@ -17,7 +17,12 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from interlink_common.config import InterLinkConfig
+from interlink_common.identity import IdentityError, check_label, check_pod_identity, \
+    check_subdomain, check_uid
+from interlink_common.listen import Listener
+from interlink_common.logconfig import redact
 from interlink_common.observe import RequestObserver
+from interlink_common.plugin_auth import TokenFile
 from interlink_common.wire import (
     LogStruct,
     Pod,
@@ -31,9 +36,17 @@ from interlink_common.wire import (
 
 from .auth import AuthError, OIDCValidator
 from .cache import StatusCache
+from .door import Door
 from .log_request import log_request_error
 from .metrics import APIMetrics
-from .plugin import SESSION_HEADER, PluginClient, PluginReply, PluginUnreachable, read_limited
+from .plugin import (
+    SESSION_HEADER,
+    PluginClient,
+    PluginReply,
+    PluginUnreachable,
+    client_tls,
+    read_limited,
+)
 from .pod_data import retrieved_pod_data
 from .profile import Profile, detect_profile
 
@@ -66,6 +79,8 @@ class APIServer:
     cache: StatusCache
     metrics: APIMetrics
     validator: OIDCValidator | None
+    # Checks against forged browser requests; None when tokens are validated (or in-process).
+    door: Door | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -98,8 +113,11 @@ class APIServer:
         return None
 
     def plugin_error(self, path: str, reply: PluginReply) -> Response:
-        """A non-200 plugin reply reaches the VK with the plugin's code and message."""
-        text = reply.body.decode("utf-8", "replace").strip() or "(empty body)"
+        """A non-200 plugin reply reaches the VK with the plugin's code and message, scrubbed
+        of anything token-like (a plugin may echo the shared token or a header)."""
+        text = redact(reply.body.decode("utf-8", "replace").strip() or "(empty body)")
+        log.warning("plugin %s answered HTTP %d: %s", self.plugin.url(path), reply.status,
+                    text[:2000])
         return PlainTextResponse(
             f"plugin {self.plugin.url(path)} answered HTTP {reply.status}: {text}",
             status_code=reply.status)
@@ -108,10 +126,11 @@ class APIServer:
 
     async def create(self, call: Call) -> Response:
         raw = unwrap_single(loads(call.body, "create request"), "create request")
+        if not isinstance(raw, dict) or not isinstance(raw.get("pod"), dict):
+            raise WireError("create request: expected an object with the pod under \"pod\"")
+        # The plugin turns these names into host paths and container names: check them first.
+        _identity("create request: pod", check_pod_identity, raw["pod"])
         req: PodCreateRequests = parse_model(PodCreateRequests, raw, "create request")
-        if not req.pod.uid:
-            raise WireError("create request: pod.metadata.uid is empty; send the pod as the "
-                            "cluster stores it")
         data = retrieved_pod_data(req, export_pod_data=self.cfg.ExportPodData).to_wire()
         payload = [data] if self.cfg.PluginCreateBody == "array" else data
         reply = await self.plugin.call("POST", "/create", dumps(payload), call.session)
@@ -126,9 +145,8 @@ class APIServer:
         if not isinstance(raw, dict):
             raise WireError(f"delete request: expected one pod object, got "
                             f"{type(raw).__name__}")
+        _identity("delete request: pod", check_pod_identity, raw, containers=False)
         pod: Pod = parse_model(Pod, raw, "delete request")
-        if not pod.uid:
-            raise WireError("delete request: metadata.uid is empty; send the pod to delete")
         self.cache.evict(pod.uid)
         # Forwarded byte for byte: the plugin sees exactly the pod the VK sent.
         reply = await self.plugin.call("POST", "/delete", call.body, call.session)
@@ -152,9 +170,9 @@ class APIServer:
         stale: list[Any] = []
         for i, pod in enumerate(data):
             meta = pod.get("metadata") if isinstance(pod, dict) else None
-            uid = meta.get("uid") if isinstance(meta, dict) else None
-            if not isinstance(uid, str) or not uid:
-                raise WireError(f"status request: pod [{i}] has no metadata.uid")
+            if not isinstance(meta, dict):
+                raise WireError(f"status request: pod [{i}] has no metadata")
+            uid = _identity(f"status request: pod [{i}]", _status_identity, meta)
             phase = ((pod.get("status") or {}).get("phase")) or ""
             uids.append(uid)
             if self.cache.needs_refresh(uid, phase):
@@ -213,7 +231,9 @@ class APIServer:
                         media_type=reply.content_type or JSON)
 
     async def update_cache(self, call: Call) -> Response:
-        uid = call.body.decode("utf-8", "replace").strip()
+        # Legacy VKs send the raw UID bytes, current ones the pod as JSON.
+        uid: Any = call.body.decode("utf-8", "replace").strip()
+        where = "body"
         try:
             parsed = json.loads(call.body) if call.body.strip() else None
         except ValueError:
@@ -222,9 +242,8 @@ class APIServer:
             uid = parsed
         elif isinstance(parsed, dict):
             meta = parsed.get("metadata") if isinstance(parsed.get("metadata"), dict) else {}
-            uid = meta.get("uid") or parsed.get("UID") or ""
-        if uid:
-            self.cache.evict(uid)
+            uid, where = meta.get("uid") or parsed.get("UID"), "pod metadata.uid"
+        self.cache.evict(_identity("updateCache request:", check_uid, uid, where))
         return PlainTextResponse("Updated cache")
 
     # --- operations ------------------------------------------------------------------------
@@ -248,20 +267,50 @@ class APIServer:
 Handler = Callable[[Call], Awaitable[Response]]
 
 
+def _identity(where: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an identity check; its failure becomes a 400 naming the request and the field."""
+    try:
+        return check(*args, **kwargs)
+    except IdentityError as exc:
+        raise WireError(f"{where} {exc}") from None
+
+
+def _status_identity(meta: dict[str, Any]) -> str:
+    """A status request's pod: the UID always, namespace and name when the VK sent them."""
+    uid = check_uid(meta.get("uid"))
+    if meta.get("namespace") is not None:
+        check_label(meta["namespace"], "metadata.namespace", "namespace name")
+    if meta.get("name") is not None:
+        check_subdomain(meta["name"], "metadata.name", "pod name")
+    return uid
+
+
 def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler with what every VK call needs: auth, a bounded body, session, profile,
     and errors turned into clear answers instead of crashes."""
 
     async def endpoint(request: Request) -> Response:
         denied = await server.authenticate(request)
+        if denied is None and server.door is not None:
+            denied = server.door.check_host(request)
+            if denied is not None:
+                log.warning("refused %s %s: Host %.100r is not this server's", request.method,
+                            request.url.path, request.headers.get("host", ""))
         if denied is not None:
             return denied
         session = request.headers.get(SESSION_HEADER) or f"Request-{uuid.uuid4()}"
         try:
             body = await server.read_body(request)
-            call = Call(request, body, session,
-                        detect_profile(server.cfg.Profile, request.headers))
-            response = await handler(call)
+            refused = server.door.check_body_type(request, body) if server.door else None
+            if refused is not None:
+                log.warning("refused %s %s: Content-Type %.100r is not application/json",
+                            request.method, request.url.path,
+                            request.headers.get("content-type", ""))
+                response = refused
+            else:
+                call = Call(request, body, session,
+                            detect_profile(server.cfg.Profile, request.headers))
+                response = await handler(call)
         except BodyTooLarge:
             response = PlainTextResponse(
                 f"request body larger than MaxBodyBytes ({server.cfg.MaxBodyBytes} bytes); "
@@ -275,22 +324,33 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
         except Exception as exc:  # never crash on input; log what an operator needs
             log.exception("%s failed", request.url.path)
             response = PlainTextResponse(f"internal error in {request.url.path}: "
-                                         f"{type(exc).__name__}: {exc}", status_code=500)
+                                         f"{type(exc).__name__}: {redact(str(exc))}",
+                                         status_code=500)
         response.headers[SESSION_HEADER] = session
         return response
 
     return endpoint
 
 
-def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None) -> Starlette:
+def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
+               listener: Listener | None = None) -> Starlette:
     """The API server as an ASGI app. Plain Starlette: every endpoint reads the raw request,
-    and FastAPI's extra middleware layers cost a measurable share of a forwarded call."""
+    and FastAPI's extra middleware layers cost a measurable share of a forwarded call.
+
+    ``listener`` is where it is served; without token validation it decides the checks
+    against forged browser requests (``door.py``). In-process (None) there are none.
+    Raises ``TokenFileError`` when ``PluginTokenFile`` cannot be used, ``OSError`` or
+    ``ssl.SSLError`` when the PluginTLS files cannot."""
     metrics = APIMetrics()
     plugin = PluginClient(cfg.sidecar_base, connect_timeout=cfg.PluginConnectTimeoutSeconds,
                           timeout=cfg.PluginTimeoutSeconds,
                           max_connections=cfg.PluginMaxConnections,
-                          observe=metrics.observe_plugin)
-    server = APIServer(cfg, plugin, StatusCache(), metrics, validator)
+                          observe=metrics.observe_plugin,
+                          token=TokenFile(cfg.PluginTokenFile) if cfg.PluginTokenFile else None,
+                          ssl_context=client_tls(cfg.PluginTLS)
+                          if cfg.sidecar_base.startswith("https://") else None)
+    door = Door.for_listener(listener, cfg) if listener and validator is None else None
+    server = APIServer(cfg, plugin, StatusCache(), metrics, validator, door)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 
 from interlink_common.config import InterLinkConfig
@@ -14,7 +15,12 @@ log = logging.getLogger("interlink.api")
 
 
 def auth_problem(cfg: InterLinkConfig, listener: Listener) -> str | None:
-    """Why the server must not start without token validation, or None when it may."""
+    """Why the server must not start with this authentication set-up, or None when it may."""
+    if cfg.OIDC.enabled and not any(a.strip() for a in cfg.OIDC.Audience):
+        # Without an audience any token the issuer signs for any client would be accepted.
+        return ("OIDC.Audience is empty: set it to the audience the VK's tokens carry (e.g. "
+                "Audience: users), so that tokens the issuer made for other services are "
+                "refused")
     if cfg.OIDC.enabled or listener.is_local or cfg.AllowInsecureNoAuth:
         return None
     return (f"refusing to listen on {listener.describe()} without authentication: anyone who "
@@ -31,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         sys.exit(f"interlink-api: {problem}")
 
+    from interlink_common.plugin_auth import TokenFileError
+
     from .app import create_app
     from .auth import OIDCValidator
 
@@ -38,7 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     if validator is None:
         log.warning("token validation is off (no OIDC.Issuer configured)")
     log.info("forwarding to plugin at %s", cfg.sidecar_base)
-    serve(create_app(cfg, validator), listener, name="interlink-api")
+    try:
+        app = create_app(cfg, validator, listener)
+    except TokenFileError as exc:
+        sys.exit(f"interlink-api: {exc}")
+    except (OSError, ssl.SSLError) as exc:
+        sys.exit(f"interlink-api: PluginTLS: cannot load the client certificate or CA: {exc}")
+    serve(app, listener, name="interlink-api", socket_group=cfg.SocketGroup)
 
 
 if __name__ == "__main__":

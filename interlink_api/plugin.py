@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+
+from interlink_common.config import PluginTLSConfig
+from interlink_common.plugin_auth import TokenFile
 
 from .transport import AiohttpTransport
 
@@ -40,6 +44,15 @@ class _PluginHTTPClient(httpx.AsyncClient):
         return None
 
 
+def client_tls(tls: PluginTLSConfig) -> ssl.SSLContext:
+    """The context for an https:// plugin: its CA (or the system store), and the client
+    certificate the plugin asks for when it requires mutual TLS."""
+    context = ssl.create_default_context(cafile=tls.CACertFile or None)
+    if tls.ClientCertFile or tls.ClientKeyFile:
+        context.load_cert_chain(tls.ClientCertFile, tls.ClientKeyFile or None)
+    return context
+
+
 class PluginUnreachable(Exception):
     """The plugin could not be reached, or did not answer in time."""
 
@@ -56,14 +69,19 @@ class PluginClient:
 
     def __init__(self, base: str, *, connect_timeout: float, timeout: float,
                  max_connections: int = 100,
-                 observe: Callable[[str, str, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, float], None] | None = None,
+                 token: TokenFile | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.base = base
+        self._token = token
+        self._auth = ("", "")  # (token, header value): built again only when the token changes
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
         if base.startswith("unix://"):
             transport = AiohttpTransport(uds=base[len("unix://"):], max_connections=max_connections)
             base_url = "http://plugin"
         else:
-            transport = AiohttpTransport(max_connections=max_connections)
+            transport = AiohttpTransport(max_connections=max_connections,
+                                         ssl_context=ssl_context)
             base_url = base
         self._client = _PluginHTTPClient(base_url=base_url, transport=transport,
                                          timeout=timeouts, trust_env=False)
@@ -79,7 +97,13 @@ class PluginClient:
         await self._client.aclose()
 
     def _headers(self, session: str) -> dict[str, str]:
-        return {"Content-Type": "application/json", SESSION_HEADER: session}
+        headers = {"Content-Type": "application/json", SESSION_HEADER: session}
+        if self._token is not None:
+            token = self._token.current()  # re-read when the file changed
+            if token != self._auth[0]:
+                self._auth = (token, f"Bearer {token}")
+            headers["Authorization"] = self._auth[1]
+        return headers
 
     async def call(self, method: str, path: str, body: bytes, session: str) -> PluginReply:
         """Send one request and read the whole reply (used for everything but log streams)."""

@@ -8,6 +8,7 @@ for a fraction of that, and the client code above it stays plain httpx.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -32,8 +33,10 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 to one plugin, over TCP or a unix socket, with a bounded keep-alive pool."""
 
-    def __init__(self, *, uds: str | None = None, max_connections: int = 100) -> None:
+    def __init__(self, *, uds: str | None = None, max_connections: int = 100,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._uds = uds
+        self._ssl = ssl_context
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -42,7 +45,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is None:
             connector: aiohttp.BaseConnector = (
                 aiohttp.UnixConnector(path=self._uds, limit=self._limit) if self._uds
-                else aiohttp.TCPConnector(limit=self._limit, use_dns_cache=True))
+                else aiohttp.TCPConnector(limit=self._limit, use_dns_cache=True,
+                                          ssl=self._ssl if self._ssl is not None else True))
             # Bodies are handed to httpx as they came, with their headers: httpx decodes them.
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                                   trust_env=False, skip_auto_headers=(

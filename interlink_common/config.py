@@ -50,6 +50,23 @@ class TLSConfig(_Section):
     CACertFile: str = ""
 
 
+class PluginTLSConfig(_Section):
+    """Mutual TLS between the API server and the plugin, used when ``SidecarURL`` is https://.
+
+    Both programs read the same section, each its own half."""
+
+    # The sidecar's half: its server certificate, and the CA that signs the API's client
+    # certificate (with it, a caller without such a certificate cannot even connect).
+    CertFile: str = ""
+    KeyFile: str = ""
+    ClientCACertFile: str = ""
+    # The API server's half: the client certificate it presents, and the CA that signed the
+    # sidecar's certificate (empty: the system store).
+    ClientCertFile: str = ""
+    ClientKeyFile: str = ""
+    CACertFile: str = ""
+
+
 class OIDCConfig(_Section):
     """Bearer-token validation done in-process (replaces oauth2-proxy)."""
 
@@ -106,6 +123,15 @@ class InterLinkConfig(_Section):
     PluginMaxConnections: int = Field(default=100, ge=1)
     MaxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     LogFormat: Literal["text", "json"] = "text"
+    # The credential the API server and the plugin share (interlink_common/plugin_auth.py): a
+    # file holding one token; the API sends it as a bearer token, the sidecar requires it.
+    PluginTokenFile: str = ""
+    PluginTLS: PluginTLSConfig = Field(default_factory=PluginTLSConfig)
+    # Unix sockets of both programs are 0600; with a group they are 0660 and owned by it.
+    SocketGroup: str = ""
+    # Host header values the API accepts besides loopback and its own address, when it runs
+    # without token validation (a browser page cannot forge those).
+    AllowedHosts: list[str] = Field(default_factory=list)
 
     @field_validator("InterlinkPort", "SidecarPort", mode="before")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ def start(prog: str, description: str | None, argv: list[str] | None = None,
     parser.add_argument("--verbose", action="store_true", help="log debug lines")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    setup_logging()  # scrubbed from the first line on, config warnings included
     with config_errors_exit(prog):
         cfg = load_config(args.config, extra_sections=extra_sections)
     setup_logging(json_lines=args.log_json or cfg.LogFormat == "json",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -26,11 +28,66 @@ def _clear_stale_socket(path: str) -> None:
     p.unlink()
 
 
-def serve(app: ASGIApp, listener: Listener, *, name: str) -> None:
+def _group_id(group: str) -> int:
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SystemExit(f"SocketGroup {group!r}: no such group on this host; create it or "
+                         "name an existing group") from None
+
+
+def unix_socket(path: str, group: str = "") -> socket.socket:
+    """A listening unix socket at ``path``: mode 0600, or 0660 owned by ``group``.
+
+    uvicorn's own ``uds`` binding leaves the socket 0666, so any host user could send pods.
+    The mode is set between bind and listen: until listen, a connect is refused whatever
+    the mode, so no one gets in through a wider mode in between.
+    """
+    _clear_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        if group:
+            gid = _group_id(group)
+            try:
+                os.chown(path, -1, gid)
+            except PermissionError:
+                raise SystemExit(f"SocketGroup {group!r}: cannot give {path} to this group; "
+                                 "run as root or as a member of the group") from None
+            os.chmod(path, 0o660)
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def serve(app: ASGIApp, listener: Listener, *, name: str, socket_group: str = "") -> None:
+    sockets: list[socket.socket] | None = None
+    kwargs = listener.uvicorn_kwargs()
     if listener.scheme == "unix":
-        _clear_stale_socket(listener.path)
+        sockets = [unix_socket(listener.path, socket_group)]
+        kwargs = {}
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             server_header=False, timeout_graceful_shutdown=10,
-                            **listener.uvicorn_kwargs())  # type: ignore[arg-type]
+                            **kwargs)  # type: ignore[arg-type]
     log.info("%s listening on %s (pid %d)", name, listener.describe(), os.getpid())
-    uvicorn.Server(config).run()
+    _Server(config, listener.path if sockets else "").run(sockets=sockets)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, removing our socket file when it shuts down. (After a SIGTERM
+    uvicorn re-raises the signal once it is done, so code after ``run`` never runs.)"""
+
+    def __init__(self, config: uvicorn.Config, socket_path: str) -> None:
+        super().__init__(config)
+        self._socket_path = socket_path
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if self._socket_path:
+                Path(self._socket_path).unlink(missing_ok=True)

@@ -21,6 +21,11 @@ def fixture(name: str):
     return json.loads((FIXTURES / name).read_text())
 
 
+# Pod UIDs as Kubernetes makes them: the API refuses anything else.
+A, B, GHOST = ("0a1b2c3d-0000-4000-8000-00000000000a", "0a1b2c3d-0000-4000-8000-00000000000b",
+               "0a1b2c3d-0000-4000-8000-0000000000ff")
+
+
 def pod(uid: str, phase: str = "Running", name: str = "p") -> dict:
     return {"metadata": {"name": name, "namespace": "default", "uid": uid},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]},
@@ -128,34 +133,34 @@ def test_status_cache_forwards_only_live_or_unknown_pods(make_client, plugin_moc
         200, json=[status(p["metadata"]["uid"], "terminated") for p in json.loads(req.content)]))
     client = make_client()
     # first poll: all unknown -> all forwarded
-    r = client.request("GET", "/status", json=[pod("a", "Succeeded"), pod("b", "Running")])
-    assert [s["UID"] for s in r.json()] == ["a", "b"]
+    r = client.request("GET", "/status", json=[pod(A, "Succeeded"), pod(B, "Running")])
+    assert [s["UID"] for s in r.json()] == [A, B]
     assert len(json.loads(route.calls.last.request.content)) == 2
-    # second poll: "a" is cached and finished -> only "b" forwarded; order kept
-    r = client.request("GET", "/status", json=[pod("b", "Running"), pod("a", "Succeeded")])
-    assert [s["UID"] for s in r.json()] == ["b", "a"]
-    assert [p["metadata"]["uid"] for p in json.loads(route.calls.last.request.content)] == ["b"]
+    # second poll: A is cached and finished -> only B forwarded; order kept
+    r = client.request("GET", "/status", json=[pod(B, "Running"), pod(A, "Succeeded")])
+    assert [s["UID"] for s in r.json()] == [B, A]
+    assert [p["metadata"]["uid"] for p in json.loads(route.calls.last.request.content)] == [B]
     # third poll: everything finished and cached -> plugin not called
     calls = route.call_count
-    client.request("GET", "/status", json=[pod("a", "Failed")])
+    client.request("GET", "/status", json=[pod(A, "Failed")])
     assert route.call_count == calls
 
 
 def test_status_unknown_uid_dropped_and_empty_request_returns_cache(make_client, plugin_mock):
-    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status("a")]))
+    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status(A)]))
     client = make_client()
-    r = client.request("GET", "/status", json=[pod("a"), pod("ghost")])
-    assert [s["UID"] for s in r.json()] == ["a"]
+    r = client.request("GET", "/status", json=[pod(A), pod(GHOST)])
+    assert [s["UID"] for s in r.json()] == [A]
     r = client.request("GET", "/status", json=[])
-    assert [s["UID"] for s in r.json()] == ["a"]
+    assert [s["UID"] for s in r.json()] == [A]
 
 
 def test_delete_evicts_and_forwards_bytes(make_client, plugin_mock):
-    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status("a")]))
+    plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(200, json=[status(A)]))
     delete = plugin_mock.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
     client = make_client()
-    client.request("GET", "/status", json=[pod("a")])
-    raw = json.dumps(pod("a"), indent=3).encode()
+    client.request("GET", "/status", json=[pod(A)])
+    raw = json.dumps(pod(A), indent=3).encode()
     r = client.request("DELETE", "/delete", content=raw,
                        headers={"InterLink-Http-Session": "DeletePod#1"})
     assert r.status_code == 200
@@ -165,17 +170,17 @@ def test_delete_evicts_and_forwards_bytes(make_client, plugin_mock):
 
 def test_legacy_delete_answers_pod_status_array(make_client, plugin_mock):
     plugin_mock.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
-    r = make_client().request("DELETE", "/delete", json=pod("a", name="old"))
-    assert r.json() == [{"name": "old", "UID": "a", "namespace": "default", "containers": None}]
+    r = make_client().request("DELETE", "/delete", json=pod(A, name="old"))
+    assert r.json() == [{"name": "old", "UID": A, "namespace": "default", "containers": None}]
 
 
 def test_update_cache_evicts_by_raw_uid_or_pod_json(make_client, plugin_mock):
     route = plugin_mock.get(f"{PLUGIN}/status").mock(return_value=httpx.Response(
-        200, json=[status("a"), status("b")]))
+        200, json=[status(A), status(B)]))
     client = make_client()
-    client.request("GET", "/status", json=[pod("a", "Succeeded"), pod("b", "Succeeded")])
-    assert client.post("/updateCache", content=b"a").text == "Updated cache"
-    assert client.post("/updateCache", json=pod("b")).text == "Updated cache"
+    client.request("GET", "/status", json=[pod(A, "Succeeded"), pod(B, "Succeeded")])
+    assert client.post("/updateCache", content=A.encode()).text == "Updated cache"
+    assert client.post("/updateCache", json=pod(B)).text == "Updated cache"
     assert client.request("GET", "/status", json=[]).json() == []
     assert route.call_count == 1
 
@@ -206,7 +211,7 @@ def test_legacy_ping_answers_integer(make_client, plugin_mock):
 def test_forced_profile_overrides_header(make_client, plugin_mock):
     plugin_mock.post(f"{PLUGIN}/delete").mock(return_value=httpx.Response(200, text="gone"))
     r = make_client(Profile="legacy").request(
-        "DELETE", "/delete", json=pod("a"), headers={"InterLink-Http-Session": "DeletePod#2"})
+        "DELETE", "/delete", json=pod(A), headers={"InterLink-Http-Session": "DeletePod#2"})
     assert isinstance(r.json(), list)
 
 
