@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from interlink_common.identity import IdentityError, check_pod_identity, check_uid
+from interlink_common.logconfig import redact
 from interlink_common.observe import RequestObserver
 from interlink_common.plugin_auth import RequireToken, TokenFile
 from interlink_common.wire import (
@@ -240,7 +241,8 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
             except Exception as exc:  # never crash on input; say what failed
                 log.exception("%s failed", request.url.path)
                 return PlainTextResponse(f"internal error in {request.url.path}: "
-                                         f"{type(exc).__name__}: {exc}", status_code=500)
+                                         f"{type(exc).__name__}: {redact(str(exc))}",
+                                         status_code=500)
         return run
 
     for path, handler in (("/create", sidecar.create), ("/delete", sidecar.delete),

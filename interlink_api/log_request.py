@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-
+from interlink_common.identity import is_dns1123_label, is_uid
 from interlink_common.wire import LogStruct
-
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_DNS1123_LABEL.match(value))
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
 
 
 def log_request_error(req: LogStruct) -> str | None:
@@ -27,7 +11,7 @@ def log_request_error(req: LogStruct) -> str | None:
     if not is_dns1123_label(req.Namespace):
         return (f"invalid namespace {req.Namespace!r}: must be a DNS-1123 label "
                 "(lower-case letters, digits and '-', at most 63 characters)")
-    if not is_uuid(req.PodUID):
+    if not is_uid(req.PodUID):
         return f"invalid pod UID {req.PodUID!r}: must be a UUID such as the pod's metadata.uid"
     if req.ContainerName and not is_dns1123_label(req.ContainerName):
         return f"invalid container name {req.ContainerName!r}: must be a DNS-1123 label"
