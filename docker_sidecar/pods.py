@@ -831,9 +831,49 @@ class PodManager:
         labelled = [(r, d) for r, d in resumed if _gpu_label(by_pod.get(r.uid, []))]
         for record, _ in labelled + [x for x in resumed if x not in labelled]:
             self._restore_gpus(record, by_pod.get(record.uid, []))
+        for record, _ in resumed:
+            for cid in await blocking(self._repin, record, by_pod.get(record.uid, [])):
+                assert record.plan is not None
+                try:
+                    await blocking(self.engine.restart, cid, record.plan.grace_period)
+                except EngineError as exc:
+                    log.error("pod %s: restarting container %s failed: %s", record.ref(),
+                              cid[:12], exc)
         for record, data in resumed:
             record.task = asyncio.create_task(self._bring_up(record, data))
         log.info("recovered %d pods", len(self.records))
+
+    def _repin(self, rec: PodRecord, containers: list[dict[str, Any]]) -> list[str]:
+        """Pin again the mounts a host reboot dropped (pins live in the host's mount table,
+        while Docker keeps the containers, and may already have restarted them on empty
+        staging directories). Returns the running containers that need a restart to see
+        their volumes again."""
+        assert rec.plan is not None
+        pod_dir = self.pod_dir(rec.uid)
+        by_name = {c.name: c for c in rec.plan.containers}
+        restart = []
+        for info in containers:
+            c = by_name.get(info["Config"]["Labels"].get(L.CONTAINER, ""))
+            if c is None or info["Config"]["Labels"].get(L.ROLE) == L.ROLE_INFRA:
+                continue
+            staging = pod_dir / "mounts" / info["Name"].lstrip("/")
+            pinned = set(host_fs.mounts_below(staging))
+            missing = [(i, m) for i, m in enumerate(c.mounts)
+                       if m.beneath and str(staging / str(i)) not in pinned]
+            if not missing:
+                continue
+            try:
+                for i, m in missing:
+                    pin(Path(m.beneath), Path(m.source), pod_dir, staging / str(i))
+            except PinError as exc:
+                log.error("pod %s: container %s lost its pinned mounts and they cannot be "
+                          "pinned again: %s", rec.ref(), c.name, exc)
+                continue
+            log.warning("pod %s: pinned the mounts of container %s again (the host restarted)",
+                        rec.ref(), c.name)
+            if info["State"].get("Running"):
+                restart.append(info["Id"])
+        return restart
 
     def _restore_gpus(self, record: PodRecord, containers: list[dict[str, Any]]) -> None:
         """Hold again the GPUs a running pod was given before the restart (its infra label);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Sidecar, start_test_sidecar
+from docker_sidecar.pinned_mounts import unpin_below
 from kube import container, create_body, pod, secret, state_of
 
 pytestmark = pytest.mark.docker
@@ -395,3 +397,40 @@ def test_recovery_touches_nothing_it_did_not_make(own_sidecar, canary, tmp_path)
     assert snapshot(canary) == before
     assert (pods_root / "not-a-pod").is_symlink() and (pods_root / "escape").is_dir()
     assert "not a pod directory" in sc.proc.output()
+
+
+def test_pins_a_host_reboot_dropped_are_made_again(own_sidecar, tmp_path):
+    """A reboot empties the host's mount table but Docker keeps, and restarts, the containers:
+    the restarted sidecar pins their mounts again and restarts them, so that a subPath shows
+    its data rather than an empty staging directory (where writes would be lost)."""
+    sc = own_sidecar
+    claim = f"reboot-{uuid.uuid4().hex[:6]}"
+    data = sc.data_root / "claims" / "tests" / claim / "work"
+    p = pod("rebooted", [container("main", "echo start; ls /data; sleep 3600",
+                                   volumeMounts=[{"name": "c", "mountPath": "/data",
+                                                  "subPath": "work"}])],
+            restart="Always",
+            volumes=[{"name": "c", "persistentVolumeClaim": {"claimName": claim}}])
+    data.mkdir(parents=True)
+    (data / "users-file").write_text("x")
+    sc.run(create_body(p))
+    pod_dir = sc.data_root / "pods" / p["metadata"]["uid"]
+    sc.proc.stop(signal.SIGKILL)
+    assert unpin_below(pod_dir / "mounts") == []  # what a reboot does to the pins
+    main = sc.container(p, "main")
+    main.restart(timeout=1)  # and what Docker does after it
+    deadline = time.monotonic() + 20
+    while main.logs().decode().count("start") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "users-file" not in main.logs().decode().split("start")[-1]
+    sc.respawn(tmp_path)
+    deadline = time.monotonic() + 30
+    while main.logs().decode().count("start") < 3:
+        assert time.monotonic() < deadline, sc.proc.output()[-2000:]
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert "users-file" in main.logs().decode().split("start")[-1]
+    assert "pinned the mounts of container main again" in sc.proc.output()
+    sc.delete(p)
+    assert (data / "users-file").exists()
