@@ -4,6 +4,7 @@ pod spec, however malformed, crashes the planner instead of being refused."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import string
 import uuid
@@ -24,7 +25,17 @@ from interlink_common.identity import (
     check_uid,
     is_uid,
 )
-from interlink_common.wire import RetrievedPodData, WireError
+from interlink_common.wire import (
+    LogStruct,
+    PodCreateRequests,
+    PodStatus,
+    RetrievedPodData,
+    WireError,
+    loads,
+    parse_model,
+    parse_pod_list,
+    unwrap_single,
+)
 from kube import container, create_body, pod
 
 NASTY = st.one_of(
@@ -234,4 +245,26 @@ def test_no_corruption_of_a_rich_pod_crashes_the_planner(tmp_path, edits):
         data = RetrievedPodData.model_validate(rich_body(p))
         plan_pod(data, SidecarPolicy(), data_root=tmp_path, node=NodeFacts())
     except REFUSALS:
+        pass
+
+
+# --- the wire models: any bytes in, a model or a WireError out --------------------------------
+
+BODIES = st.one_of(st.binary(max_size=200), JSON.map(lambda v: json.dumps(v).encode()))
+
+
+@given(BODIES)
+@FAST
+def test_no_body_crashes_the_wire_models(body):
+    for model, what in ((RetrievedPodData, "create request"), (LogStruct, "log request"),
+                        (PodCreateRequests, "create request"), (PodStatus, "status")):
+        try:
+            parsed = parse_model(model, unwrap_single(loads(body, what), what), what)
+        except WireError as exc:
+            assert what in str(exc)
+        else:
+            parsed.to_wire()
+    try:
+        parse_pod_list(loads(body, "pod list"))
+    except WireError:
         pass
