@@ -18,6 +18,7 @@ from typing import Any
 from interlink_common.wire import ConfigMap, RetrievedPodData, Secret
 
 from . import labels as L
+from .defaults import default_limits
 from .env import EnvError, EnvSources, container_env, entrypoint_and_cmd
 from .fields import FieldError, PodFacts
 from .policy import SidecarPolicy
@@ -333,6 +334,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     limits = (container.get("resources") or {}).get("limits") or {}
     requests = (container.get("resources") or {}).get("requests") or {}
     gpus = _gpu_count(limits, requests, where, policy.GPU.ResourceName)
+    limits = default_limits(limits, requests, policy)
     nano_cpus = cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") is not None else None
     mem_limit = byte_count(limits["memory"]) if limits.get("memory") is not None else None
     if mem_limit is not None and mem_limit < 6 * 1024 * 1024:

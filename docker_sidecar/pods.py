@@ -40,6 +40,7 @@ from .docker_config import (
     infra_host_config,
 )
 from .engine import Engine, EngineError
+from .floors import Floors
 from .plan import ContainerPlan, NodeFacts, PlanError, PodPlan, plan_pod, registry_of
 from .policy import SidecarPolicy
 from .gpus import GPUAllocator, GPUInventory, GPURestoreConflict, GPUUnavailable, format_label, \
@@ -116,6 +117,7 @@ class PodManager:
         self._locks: dict[str, asyncio.Lock] = {}
         # Images seen on the engine, and when: spares an inspect per image on every start.
         self._images_seen: dict[str, float] = {}
+        self.floors = Floors.from_policy(policy)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -374,7 +376,8 @@ class PodManager:
                         # The pod's GPUs, recorded where a restarted sidecar finds them.
                         args["labels"] = {**args["labels"], L.GPUS: format_label(
                             self.allocator.allocation(rec.uid))}
-                    await blocking(self.engine.create, args, infra_host_config(infra))
+                    await blocking(self.engine.create, args,
+                                   infra_host_config(infra, self.floors))
                 if info is None or not info["State"].get("Running") and not self._mains_exist(rec):
                     starting = blocking(self.engine.start, infra.docker_name)
                     if early:
@@ -422,9 +425,11 @@ class PodManager:
             extra[L.GPUS] = format_label(gpus)
         try:
             cid = await blocking(self.engine.create,
-                                 container_create_args(c, labels=extra, name=name),
+                                 container_create_args(c, labels=extra, name=name,
+                                                       gpu_uuids=gpus),
                                  container_host_config(c, rec.plan.infra.docker_name,
-                                                       gpu_uuids=gpus, restart=restart))
+                                                       gpu_uuids=gpus, restart=restart,
+                                                       floors=self.floors))
         except EngineError as exc:
             rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
             log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
