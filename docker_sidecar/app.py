@@ -32,6 +32,7 @@ from interlink_common.wire import (
 
 from . import labels as L
 from .engine import Engine
+from .eviction import EvictionWatch
 from .log_streams import LogStreamError, LogStreams, TooManyStreams
 from .logs import log_params
 from .metrics import SidecarMetrics
@@ -212,9 +213,12 @@ def create_app(sidecar: Sidecar) -> FastAPI:
                                                      thread_name_prefix="docker"))
         manager.tracker.start(loop)
         await manager.recover()
+        eviction = EvictionWatch(manager, manager.policy.EvictionIntervalSeconds)
+        eviction.start()
         try:
             yield
         finally:
+            await eviction.stop()
             await manager.close()
             manager.tracker.stop()
             await sidecar.log_streams.aclose()

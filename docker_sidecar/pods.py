@@ -40,6 +40,7 @@ from .docker_config import (
     infra_host_config,
 )
 from .engine import Engine, EngineError
+from .eviction import evicted_state, read_evicted
 from .floors import Floors
 from .plan import ContainerPlan, NodeFacts, PlanError, PodPlan, plan_pod, registry_of
 from .policy import SidecarPolicy
@@ -74,6 +75,7 @@ class PodRecord:
     container_ids: dict[str, str] = field(default_factory=dict)  # created in this run, by name
     gpu_granted: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    evicted: str = ""  # the eviction message (docker_sidecar/eviction.py), once evicted
 
     @property
     def job_id(self) -> str:
@@ -202,6 +204,8 @@ class PodManager:
     def _pod_finished(self, record: PodRecord) -> bool:
         """True when the pod can never run again: its GPUs can go (restartPolicy Never: every
         container has stopped; OnFailure: every one exited 0; an init container failed)."""
+        if record.evicted:
+            return True
         if record.plan is None or record.init_failed is not None:
             return record.init_failed is not None
         if record.plan.restart_policy == "Always":
@@ -704,6 +708,8 @@ class PodManager:
             elif role == L.ROLE_MAIN and latest is None and waiting is None and \
                     _init_pending(by_name, specs):
                 waiting = Waiting("PodInitializing")
+            if record.evicted:
+                override = evicted_state(latest, record.evicted) or override
             health = self.supervisors.health(uid, name) if role == L.ROLE_MAIN else None
             restarts = int((latest or {}).get("Config", {}).get("Labels", {}).get(L.ATTEMPT, "0"))
             if role == L.ROLE_MAIN:
@@ -752,7 +758,8 @@ class PodManager:
                     log.error("pod %s: stored request unusable (%s); reporting only", uid, exc)
                 else:
                     record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,
-                                       plan=plan, pod=data.pod.to_wire())
+                                       plan=plan, pod=data.pod.to_wire(),
+                                       evicted=read_evicted(dirs[uid]))
                     self.records[uid] = record
                     resumed.append((record, data))
                     continue
@@ -770,14 +777,15 @@ class PodManager:
         for record, _ in labelled + [x for x in resumed if x not in labelled]:
             self._restore_gpus(record, by_pod.get(record.uid, []))
         for record, data in resumed:
-            record.task = asyncio.create_task(self._bring_up(record, data))
+            if not record.evicted:  # an evicted pod stays down
+                record.task = asyncio.create_task(self._bring_up(record, data))
         log.info("recovered %d pods", len(self.records))
 
     def _restore_gpus(self, record: PodRecord, containers: list[dict[str, Any]]) -> None:
         """Hold again the GPUs a running pod was given before the restart (its infra label);
         a pod that has not got them yet queues or takes them anew."""
         assert record.plan is not None
-        if not record.plan.gpus:
+        if not record.plan.gpus or record.evicted:
             record.gpu_granted.set()
             return
         held = parse_label(_gpu_label(containers))
