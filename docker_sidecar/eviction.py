@@ -120,11 +120,13 @@ def read_evicted(pod_dir: Path) -> str:
 
 def evicted_state(info: dict[str, Any] | None, message: str
                   ) -> ContainerStateTerminated | None:
-    """What status reports for a container of an evicted pod: ``Evicted`` for every container
-    that did not complete by itself before (those keep ``Completed``)."""
-    if info is not None and not info["State"].get("Running") and \
-            info["State"].get("ExitCode") == 0 and info["State"].get("FinishedAt", "0001") \
-            [:4] != "0001" and not info["State"].get("Error"):
+    """What status reports for a container of an evicted pod: ``Evicted`` once it is down,
+    except for a container that completed by itself before (it keeps ``Completed``); None
+    leaves the status as Docker says (still running while it is being killed)."""
+    state = (info or {}).get("State") or {}
+    if state.get("Running") or (info is not None and state.get("ExitCode") == 0 and
+                                 not state.get("Error") and
+                                 not str(state.get("FinishedAt", "0001")).startswith("0001")):
         return None
     base = terminated_from_docker(info) if info is not None else ContainerStateTerminated(
         exitCode=EVICTED_EXIT_CODE)
@@ -180,6 +182,7 @@ async def evict(manager: "PodManager", record: "PodRecord", message: str) -> Non
             return  # deleted or evicted meanwhile
         log.warning("evicting pod %s: %s", record.ref(), message)
         record.evicted = message
+        # On disk first, so that a sidecar restarted halfway still keeps the pod down.
         with contextlib.suppress(OSError):
             (manager.pod_dir(record.uid) / EVICTED_FILE).write_text(message)
         if record.task is not None:

@@ -179,3 +179,21 @@ def sidecar(docker_client, tmp_path_factory) -> Iterator[Sidecar]:
     yield sc
     sc.proc.stop()
     sc.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sidecar_factory(docker_client, tmp_path_factory) -> Iterator[Callable[..., Sidecar]]:
+    """Start sidecars with a policy (``Sidecar:`` keys) or env of the module's own; every one
+    is stopped and its Docker objects removed when the module is done. For test directories
+    whose own conftest shadows this one's module name (tests/security/)."""
+    started: list[Sidecar] = []
+
+    def start(**kwargs: Any) -> Sidecar:
+        sc = start_test_sidecar(tmp_path_factory.mktemp("sidecar"), docker_client, **kwargs)
+        started.append(sc)
+        return sc
+
+    yield start
+    for sc in started:
+        sc.proc.stop()
+        sc.cleanup()
