@@ -20,9 +20,8 @@ import asyncio
 import os
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -49,7 +48,8 @@ class LogStreamError(Exception):
 class Stream:
     """An open log stream: iterate ``chunks()``; ``close()`` is idempotent."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], on_close: Callable[[], Any]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]
+                 ) -> None:
         self._chunks = chunks
         self._on_close = on_close
         self._closed = False
@@ -72,12 +72,7 @@ class Stream:
         if self._closed:
             return
         self._closed = True
-        try:
-            await self._on_close()
-        finally:
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        await self._on_close()
 
 
 class LogStreams:
@@ -132,25 +127,29 @@ class LogStreams:
         """Start reading; raises ``TooManyStreams`` or ``LogStreamError`` before any byte."""
         if params.follow:
             self._reserve(pod_uid, pod_ref)
-        released = False
-
-        async def release() -> None:
-            nonlocal released
-            if params.follow and not released:
-                released = True
-                self._release(pod_uid)
-
         try:
             if self._client is not None:
-                chunks = await self._open_async(cid, params, tty)
+                chunks, close_source = await self._open_async(cid, params, tty)
             else:
-                chunks = await self._open_threaded(cid, params)
+                chunks, close_source = await self._open_threaded(cid, params)
         except BaseException:
-            await release()
+            if params.follow:
+                self._release(pod_uid)
             raise
-        return Stream(chunks, release)
 
-    async def _open_async(self, cid: str, params: LogParams, tty: bool) -> AsyncIterator[bytes]:
+        async def close() -> None:
+            # The source is closed here, not (only) in the generator's finally: a body that
+            # never started iterating never runs it.
+            try:
+                await close_source()
+            finally:
+                if params.follow:
+                    self._release(pod_uid)
+
+        return Stream(chunks, close)
+
+    async def _open_async(self, cid: str, params: LogParams, tty: bool
+                          ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
         assert self._client is not None
         query: dict[str, str] = {"stdout": "1", "stderr": "1",
                                  "follow": "1" if params.follow else "0",
@@ -166,14 +165,22 @@ class LogStreams:
             await response.aclose()
             raise LogStreamError(404 if response.status_code == 404 else 502,
                                  f"Docker could not read the container's log: {body.strip()}")
-        return _read(response, tty)
+        return _read(response, tty), response.aclose
 
-    async def _open_threaded(self, cid: str, params: LogParams) -> AsyncIterator[bytes]:
+    async def _open_threaded(self, cid: str, params: LogParams
+                             ) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
         loop = asyncio.get_running_loop()
         stream = await loop.run_in_executor(self._pool, lambda: self.engine.logs(
             cid, follow=params.follow, tail=params.tail, timestamps=params.timestamps,
             since=params.since))
-        return _read_threaded(stream, self._pool)
+
+        async def close() -> None:
+            # Unblocks the pool thread waiting on a quiet container.
+            close_stream = getattr(stream, "close", None)
+            if close_stream is not None:
+                close_stream()
+
+        return _read_threaded(stream, self._pool), close
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -207,11 +214,5 @@ async def _read(response: httpx.Response, tty: bool) -> AsyncIterator[bytes]:
 async def _read_threaded(stream: Iterator[bytes], pool: ThreadPoolExecutor | None
                          ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
-    try:
-        while (chunk := await loop.run_in_executor(pool, next, stream, None)) is not None:
-            yield chunk
-    finally:
-        # Unblocks the pool thread waiting on a quiet container.
-        close = getattr(stream, "close", None)
-        if close:
-            close()
+    while (chunk := await loop.run_in_executor(pool, next, stream, None)) is not None:
+        yield chunk

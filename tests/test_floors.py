@@ -169,3 +169,66 @@ def test_multiplexed_stream_is_demultiplexed_across_any_chunking(split: int) -> 
         return b"".join([c async for c in _read(response, tty=False)])
 
     assert asyncio.run(collect()) == b"out-1\nerr-1\nout-2\n"
+
+
+# --- follow caps and the threaded fallback -----------------------------------------------------
+
+
+class FakeLogs:
+    """docker-py's blocking log stream: yields what it was given, then blocks until closed."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        import threading
+
+        self.lines = list(lines)
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        if self.lines:
+            return self.lines.pop(0)
+        self.closed.wait(30)
+        raise StopIteration
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.streams: list[FakeLogs] = []
+
+    def logs(self, cid: str, **kwargs: Any) -> FakeLogs:
+        self.streams.append(FakeLogs([b"one\n", b"two\n"]))
+        return self.streams[-1]
+
+
+def test_follow_caps_and_release_on_the_threaded_fallback() -> None:
+    from docker_sidecar.log_streams import LogStreams, TooManyStreams
+    from docker_sidecar.logs import LogParams
+
+    follow = LogParams(follow=True, tail=None, timestamps=False, since=None, limit_bytes=None)
+
+    async def scenario() -> None:
+        engine = FakeEngine()
+        streams = LogStreams(engine, per_pod=1, total=2,  # type: ignore[arg-type]
+                             docker_host="ssh://me@host")
+        assert not streams.asynchronous  # ssh: docker-py on a pool of the logs' own
+        first = await streams.open("c1", follow, tty=False, pod_uid="a", pod_ref="ns/a")
+        with pytest.raises(TooManyStreams, match="Sidecar.MaxLogFollowsPerPod"):
+            await streams.open("c1", follow, tty=False, pod_uid="a", pod_ref="ns/a")
+        second = await streams.open("c2", follow, tty=False, pod_uid="b", pod_ref="ns/b")
+        with pytest.raises(TooManyStreams, match="Sidecar.MaxLogFollows\\b"):
+            await streams.open("c3", follow, tty=False, pod_uid="c", pod_ref="ns/c")
+        chunks = first.chunks(limit=5)
+        assert [c async for c in chunks] == [b"one\n", b"t"]  # Bytes: the first 5
+        assert engine.streams[0].closed.is_set()  # the blocked reader thread was let go
+        await second.close()
+        assert engine.streams[1].closed.is_set() and not streams.following
+        again = await streams.open("c1", follow, tty=False, pod_uid="a", pod_ref="ns/a")
+        await again.close()
+        await streams.aclose()
+
+    asyncio.run(scenario())
