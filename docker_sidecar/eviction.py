@@ -1,4 +1,5 @@
-"""Eviction of a pod whose disk-backed emptyDir outgrows its ``sizeLimit``, as the kubelet does.
+"""Eviction of a pod whose disk-backed emptyDir outgrows its ``sizeLimit``, or whose container
+outgrows its ``ephemeral-storage`` limit (writable layer and logs), as the kubelet does.
 
 Why measure and evict rather than back the volume with a size-limited filesystem: the kubelet
 itself measures (``du``, or project quotas where the filesystem has them) and evicts; a
@@ -102,11 +103,63 @@ def disk_usage(root: Path) -> int:
     return total
 
 
-def over_limit(dirs: list[LimitedDir]) -> str:
-    """The kubelet's eviction message for the first volume over its limit, or ""."""
+@dataclass(frozen=True)
+class LimitedContainer:
+    """A container with an ephemeral-storage limit: its writable layer and its log files."""
+
+    name: str
+    layer: Path | None
+    log_path: Path | None
+    limit: int
+    limit_text: str
+
+
+def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
+                       default: str = "") -> list[LimitedContainer]:
+    """The pod's running containers with an ephemeral-storage limit (their own, else the
+    node's default), as the kubelet measures them: writable layer plus logs."""
+    latest: dict[str, dict[str, Any]] = {}
+    for info in sorted(docker, key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0"))):
+        if info["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA:
+            latest[info["Config"]["Labels"].get(L.CONTAINER, "")] = info
+    spec = pod.get("spec") or {}
+    out = []
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        info = latest.get((c or {}).get("name", ""))
+        raw = (((c.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
+               or default)
+        if info is None or not raw or not (info.get("State") or {}).get("Running"):
+            continue
+        try:
+            limit = byte_count(raw)
+        except QuantityError:
+            continue
+        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        out.append(LimitedContainer(c["name"], Path(upper) if upper else None,
+                                    Path(info["LogPath"]) if info.get("LogPath") else None,
+                                    limit, str(raw)))
+    return out
+
+
+def container_usage(c: LimitedContainer) -> int:
+    used = disk_usage(c.layer) if c.layer is not None else 0
+    if c.log_path is not None:
+        for f in c.log_path.parent.glob(c.log_path.name + "*"):
+            with contextlib.suppress(OSError):
+                used += f.lstat().st_blocks * 512
+    return used
+
+
+def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = ()) -> str:
+    """The kubelet's eviction message for the first volume or container over its limit, or
+    ""."""
     for d in dirs:
         if disk_usage(d.path) > d.limit:
             return f'Usage of EmptyDir volume "{d.volume}" exceeds the limit "{d.limit_text}".'
+    for c in containers:
+        if container_usage(c) > c.limit:
+            return (f'Container {c.name} exceeded its local ephemeral storage limit '
+                    f'"{c.limit_text}".')
     return ""
 
 
@@ -161,10 +214,14 @@ class EvictionWatch:
                 if record.plan is None or record.evicted:
                     continue
                 dirs = limited_dirs(record.pod, record.plan.volumes.sources)
-                if not dirs:
+                containers = limited_containers(
+                    record.pod, self.manager.tracker.containers_of(record.uid),
+                    self.manager.policy.DefaultEphemeralStorageLimit)
+                if not dirs and not containers:
                     continue
                 try:
-                    message = await loop.run_in_executor(self._pool, over_limit, dirs)
+                    message = await loop.run_in_executor(self._pool, over_limit, dirs,
+                                                         containers)
                     if message:
                         await evict(self.manager, record, message)
                 except asyncio.CancelledError:

@@ -91,6 +91,10 @@ class SidecarPolicy(BaseModel):
     # Limits for containers that set none, like a LimitRange's ``default``; empty = none.
     DefaultCPULimit: str = ""
     DefaultMemoryLimit: str = ""
+    # ephemeral-storage limit (writable layer + logs) of containers that set none; a
+    # container over its limit gets its pod evicted (needs the engine's overlay2 layers
+    # readable by the sidecar). Empty = only containers that set a limit are measured.
+    DefaultEphemeralStorageLimit: str = ""
     # Request caps: body bytes of every endpoint, and pods in one /status request.
     MaxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     MaxStatusPods: int = Field(default=5000, ge=1)
@@ -98,7 +102,8 @@ class SidecarPolicy(BaseModel):
     MaxLogFollowsPerPod: int = Field(default=10, ge=1)
     MaxLogFollows: int = Field(default=200, ge=1)
 
-    @field_validator("LogMaxSize", "DefaultCPULimit", "DefaultMemoryLimit")
+    @field_validator("LogMaxSize", "DefaultCPULimit", "DefaultMemoryLimit",
+                     "DefaultEphemeralStorageLimit")
     @classmethod
     def _quantity(cls, value: str, info: ValidationInfo) -> str:
         # Refuse a bad quantity at startup, naming the key, rather than at every /create.

@@ -14,13 +14,20 @@ import httpx
 import pytest
 from kube import container, create_body, pod
 
+from docker_sidecar import labels as L
 from docker_sidecar.docker_config import (
     container_create_args,
     container_host_config,
     infra_create_args,
     infra_host_config,
 )
-from docker_sidecar.eviction import disk_usage, evicted_state, limited_dirs, over_limit
+from docker_sidecar.eviction import (
+    disk_usage,
+    evicted_state,
+    limited_containers,
+    limited_dirs,
+    over_limit,
+)
 from docker_sidecar.floors import Floors
 from docker_sidecar.log_streams import _read
 from docker_sidecar.plan import NodeFacts, PlanError, plan_pod
@@ -147,6 +154,31 @@ def test_evicted_state_keeps_completed_containers_and_kills_the_rest() -> None:
     state = evicted_state(killed, "m")
     assert (state.reason, state.message, state.exitCode) == ("Evicted", "m", 137)
     assert evicted_state(None, "m").exitCode == 137
+
+
+def test_container_storage_counts_its_writable_layer_and_logs(tmp_path) -> None:
+    layer, logs = tmp_path / "diff", tmp_path / "logs"
+    layer.mkdir()
+    logs.mkdir()
+    (logs / "c-json.log").write_bytes(os.urandom(300 << 10))
+    (logs / "c-json.log.1").write_bytes(os.urandom(300 << 10))
+    (layer / "fill").write_bytes(os.urandom(300 << 10))
+
+    def docker(name: str, running: bool = True) -> dict[str, Any]:
+        return {"Config": {"Labels": {L.CONTAINER: name, L.ROLE: "main"}},
+                "State": {"Running": running}, "LogPath": str(logs / "c-json.log"),
+                "GraphDriver": {"Data": {"UpperDir": str(layer)}}}
+
+    p = pod("p", [container("own", resources={"limits": {"ephemeral-storage": "1Mi"}}),
+                  container("free"), container("done", resources={
+                      "limits": {"ephemeral-storage": "1"}})])
+    found = limited_containers(p, [docker("own"), docker("free"), docker("done", False)])
+    assert [(c.name, c.limit_text) for c in found] == [("own", "1Mi")]
+    assert over_limit([], found) == ""
+    found = limited_containers(p, [docker("own"), docker("free")], default="512Ki")
+    assert [(c.name, c.limit_text) for c in found] == [("own", "1Mi"), ("free", "512Ki")]
+    assert over_limit([], found) == \
+        'Container free exceeded its local ephemeral storage limit "512Ki".'
 
 
 # --- Docker's log stream, read without threads -------------------------------------------------

@@ -14,7 +14,8 @@ from kube import container, create_body, pod, state_of, vk_phase
 
 FLOORS = {"PidsLimit": 64, "LogMaxSize": "64Ki", "LogMaxFiles": 2,
           "EvictionIntervalSeconds": 0.5, "DefaultCPULimit": "500m",
-          "DefaultMemoryLimit": "256Mi", "MaxBodyBytes": 64 * 1024, "MaxStatusPods": 5}
+          "DefaultMemoryLimit": "256Mi", "DefaultEphemeralStorageLimit": "8Mi",
+          "MaxBodyBytes": 64 * 1024, "MaxStatusPods": 5}
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +93,15 @@ def test_a_chatty_container_cannot_fill_the_disk_and_its_logs_still_read(floored
     floored.delete(p)
 
 
-def test_follow_keeps_reading_across_rotations(floored):
-    # A burst that rotates the log twice before the follow starts, then, once the follow is
-    # open, another that rotates it while it is followed. Docker may drop or repeat lines of a
-    # burst across a rotation (its json-file follower); what must hold is that the follow goes
-    # on and delivers what comes after.
+def test_follow_of_a_rotated_log_delivers_what_comes_next(floored):
+    # A burst that rotates the log twice, then, once the follow is open, more lines. (No
+    # rotation while following: Docker 20.10's json-file follower can lose its place across
+    # one, a limit of the engine, not of the sidecar.)
     burst = ("i=0; while [ $i -lt {n} ]; do echo \"{word}-$i padding-padding-padding-"
              "padding\"; i=$((i+1)); done")
     script = (burst.format(n=3000, word="burst") + "; echo burst-done; "
-              "while [ ! -e /tmp/go ]; do sleep 0.2; done; " + burst.format(n=1500, word="more")
-              + "; sleep 1; echo the-end; exec sleep 3600")
+              "while [ ! -e /tmp/go ]; do sleep 0.2; done; " + burst.format(n=100, word="more")
+              + "; echo the-end; exec sleep 3600")
     p = pod("rotating", [container("main", script)], grace=0)
     floored.run(create_body(p))
     wait_for("the first burst", lambda: floored.logs(p, "main", Tail=1).text == "burst-done\n")
@@ -121,7 +121,8 @@ def test_follow_keeps_reading_across_rotations(floored):
             seen += chunk
             if b"the-end\n" in seen:
                 break
-    assert b"more-" in seen and seen.endswith(b"the-end\n")
+    assert seen == b"burst-done\n" + b"".join(
+        b"more-%d padding-padding-padding-padding\n" % i for i in range(100)) + b"the-end\n"
     assert c.attrs["HostConfig"]["LogConfig"]["Config"]["max-size"] == str(64 << 10)
 
 
@@ -148,6 +149,24 @@ def test_writing_past_an_emptydir_size_limit_evicts_the_pod(floored, tmp_path):
     c.reload()
     assert not c.attrs["State"]["Running"] and c.attrs["RestartCount"] == 0
     assert floored.delete(p).status_code == 200
+
+
+def test_filling_the_root_filesystem_past_ephemeral_storage_evicts_the_pod(floored):
+    # One pod sets its own limit; the other none, and gets the node's default (8Mi).
+    fill = "dd if=/dev/zero of=/fill bs=64k count={n}; exec sleep 3600"
+    own = pod("own-limit", [container("main", fill.format(n=32), resources={
+        "limits": {"ephemeral-storage": "1Mi"}})], restart="Always", grace=0)
+    unset = pod("no-limit", [container("main", fill.format(n=256))], restart="Always",
+                grace=0)
+    for p in (own, unset):
+        assert floored.create(create_body(p)).status_code == 200
+    for p, limit in ((own, "1Mi"), (unset, "8Mi")):
+        status = floored.wait(p, lambda s: state_of(s, "main")["state"].get(
+            "terminated", {}).get("reason") == "Evicted", timeout=60)
+        assert state_of(status, "main")["state"]["terminated"]["message"] == (
+            f'Container main exceeded its local ephemeral storage limit "{limit}".')
+        assert not floored.container(p, "main").attrs["State"]["Running"]
+        floored.delete(p)
 
 
 def test_containers_without_limits_get_the_node_defaults(floored):
