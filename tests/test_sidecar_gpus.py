@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Sidecar, start_test_sidecar
+from sidecars import Sidecar, start_test_sidecar
 from kube import container, create_body, pod, state_of, vk_phase
 from procs import ROOT
 
