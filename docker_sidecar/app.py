@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from interlink_common.identity import IdentityError, check_pod_identity, check_uid
 from interlink_common.logconfig import redact
@@ -34,12 +35,15 @@ from interlink_common.wire import (
 
 from . import labels as L
 from .engine import Engine
-from .logs import first_bytes, log_params
+from .eviction import EvictionWatch
+from .log_streams import LogStreamError, LogStreams, TooManyStreams
+from .logs import log_params
 from .metrics import SidecarMetrics
 from .plan import NodeFacts, PlanError
 from .gpus import accelerators, sample
 from .pods import PodManager
 from .quantity import format_bytes_k8s
+from .request_limits import RequestTooLarge, check_status_count, read_body
 from .status import phase_of
 
 log = logging.getLogger("interlink.sidecar")
@@ -62,6 +66,9 @@ class Sidecar:
         self.engine = engine
         self.metrics = metrics
         self.resources = resources
+        policy = manager.policy
+        self.log_streams = LogStreams(engine, per_pod=policy.MaxLogFollowsPerPod,
+                                      total=policy.MaxLogFollows)
 
     async def create(self, body: bytes) -> Response:
         raw = unwrap_single(loads(body, "create request"), "create request")
@@ -101,6 +108,7 @@ class Sidecar:
             raise WireError("status request: expected a JSON array of pods")
         if not pods:
             return Response(dumps(self.ping().to_wire()), media_type=JSON)
+        check_status_count(len(pods), self.manager.policy.MaxStatusPods)
         out = []
         for i, pod in enumerate(pods):
             if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
@@ -172,22 +180,19 @@ class Sidecar:
         except LogLookupError as exc:
             return PlainTextResponse(str(exc), status_code=exc.status)
         params = log_params(req.Opts)
-        stream = await asyncio.to_thread(self.engine.logs, cid, follow=params.follow,
-                                         tail=params.tail, timestamps=params.timestamps,
-                                         since=params.since)
-        chunks = first_bytes(stream, params.limit_bytes)
-
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                    yield chunk
-            finally:
-                # Unblocks a reader waiting on a quiet container when the client goes away.
-                close = getattr(stream, "close", None)
-                if close:
-                    close()
-
-        return StreamingResponse(relay(), media_type="text/plain")
+        # Read without a worker thread: a follow must never hold one that /create needs.
+        tty = any(c["Id"] == cid and (c.get("Config") or {}).get("Tty")
+                  for c in self.manager.tracker.containers_of(req.PodUID))
+        try:
+            stream = await self.log_streams.open(cid, params, tty=tty, pod_uid=req.PodUID,
+                                                 pod_ref=f"{req.Namespace}/{req.PodName}")
+        except TooManyStreams as exc:
+            return PlainTextResponse(str(exc), status_code=429)
+        except LogStreamError as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        # The background task frees the slot even when the body never started streaming.
+        return StreamingResponse(stream.chunks(params.limit_bytes), media_type="text/plain",
+                                 background=BackgroundTask(stream.close))
 
     def phases(self) -> dict[str, int]:
         return dict(Counter(phase_of(self.manager.status(
@@ -223,11 +228,15 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
                                                      thread_name_prefix="docker"))
         manager.tracker.start(loop)
         await manager.recover()
+        eviction = EvictionWatch(manager, manager.policy.EvictionIntervalSeconds)
+        eviction.start()
         try:
             yield
         finally:
+            await eviction.stop()
             await manager.close()
             manager.tracker.stop()
+            await sidecar.log_streams.aclose()
 
     app = FastAPI(title="interLink Docker sidecar", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
@@ -235,7 +244,9 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
     def endpoint(handler: Any) -> Any:
         async def run(request: Request) -> Response:
             try:
-                return await handler(await request.body())
+                return await handler(await read_body(request, manager.policy.MaxBodyBytes))
+            except RequestTooLarge as exc:
+                return PlainTextResponse(str(exc), status_code=413)
             except WireError as exc:
                 return PlainTextResponse(str(exc), status_code=400)
             except Exception as exc:  # never crash on input; say what failed

@@ -6,6 +6,7 @@ from typing import Any
 
 from docker.types import DeviceRequest, Mount
 
+from .floors import Floors, gpu_env
 from .plan import ContainerPlan, InfraPlan
 from .volumes import MountSpec
 
@@ -18,12 +19,15 @@ def infra_create_args(plan: InfraPlan) -> dict[str, Any]:
         "hostname": None if plan.network_mode == "host" else plan.hostname,
         "labels": plan.labels,
         "ports": sorted({(str(p.container_port), p.protocol) for p in plan.ports}) or None,
+        # Whatever the infra image says, it gets no GPU from an nvidia default runtime.
+        "environment": gpu_env([], None),
     }
 
 
-def infra_host_config(plan: InfraPlan) -> dict[str, Any]:
+def infra_host_config(plan: InfraPlan, floors: Floors | None = None) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_host_config``."""
     return {
+        **(floors.host_config() if floors else {}),
         "port_bindings": _port_bindings(plan) or None,
         "extra_hosts": plan.extra_hosts or None,
         "network_mode": plan.network_mode,
@@ -44,11 +48,13 @@ def _port_bindings(plan: InfraPlan) -> dict[str, list[Any]]:
 
 
 def container_create_args(plan: ContainerPlan, *, labels: dict[str, str] | None = None,
-                          name: str | None = None) -> dict[str, Any]:
+                          name: str | None = None,
+                          gpu_uuids: list[str] | None = None) -> dict[str, Any]:
     args: dict[str, Any] = {
         "image": plan.image,
         "name": name or plan.docker_name,
-        "environment": [f"{k}={v}" for k, v in plan.env],
+        # NVIDIA_VISIBLE_DEVICES names exactly the container's GPUs, or none.
+        "environment": gpu_env(plan.env, gpu_uuids),
         "labels": {**plan.labels, **(labels or {})},
         "working_dir": plan.working_dir,
         "user": plan.user,
@@ -70,7 +76,8 @@ def docker_mounts(mounts: list[MountSpec]) -> list[Mount]:
 
 def container_host_config(plan: ContainerPlan, infra_name: str, *,
                           gpu_uuids: list[str] | None = None,
-                          restart: bool = True) -> dict[str, Any]:
+                          restart: bool = True,
+                          floors: Floors | None = None) -> dict[str, Any]:
     mounts = docker_mounts(plan.mounts)
     config: dict[str, Any] = {
         "network_mode": f"container:{infra_name}",
@@ -91,6 +98,8 @@ def container_host_config(plan: ContainerPlan, infra_name: str, *,
         "cpu_shares": plan.cpu_shares,
         "restart_policy": plan.restart_policy if restart else None,
     }
+    if floors is not None:
+        config.update(floors.host_config())
     if gpu_uuids:
         config["device_requests"] = [DeviceRequest(driver="nvidia", device_ids=list(gpu_uuids),
                                                    capabilities=[["gpu"]])]

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interlink_common.identity import check_pod_identity
 from interlink_common.wire import ConfigMap, RetrievedPodData, Secret
 
 from . import host_fs
 from . import labels as L
-from interlink_common.identity import check_pod_identity
 
 from .admission import AdmissionError, admit, container_security, pod_sysctls
+from .defaults import default_limits
 from .env import EnvError, EnvSources, container_env, entrypoint_and_cmd
 from .fields import FieldError, PodFacts
 from .pod_shape import ShapeError, check_pod_shape
@@ -332,6 +333,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     limits = (container.get("resources") or {}).get("limits") or {}
     requests = (container.get("resources") or {}).get("requests") or {}
     gpus = _gpu_count(limits, requests, where, policy.GPU.ResourceName)
+    limits = default_limits(limits, requests, policy)
     nano_cpus = cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") is not None else None
     mem_limit = byte_count(limits["memory"]) if limits.get("memory") is not None else None
     if mem_limit is not None and mem_limit < 6 * 1024 * 1024:

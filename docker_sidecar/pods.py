@@ -44,6 +44,8 @@ from .docker_config import (
     infra_host_config,
 )
 from .engine import Engine, EngineError
+from .eviction import evicted_state, read_evicted
+from .floors import Floors
 from .plan import ContainerPlan, NodeFacts, PlanError, PodPlan, plan_pod, registry_of
 from .policy import SidecarPolicy
 from .gpus import GPUAllocator, GPUInventory, GPURestoreConflict, GPUUnavailable, format_label, \
@@ -79,6 +81,7 @@ class PodRecord:
     container_ids: dict[str, str] = field(default_factory=dict)  # created in this run, by name
     gpu_granted: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    evicted: str = ""  # the eviction message (docker_sidecar/eviction.py), once evicted
 
     @property
     def job_id(self) -> str:
@@ -122,6 +125,7 @@ class PodManager:
         self._locks: dict[str, asyncio.Lock] = {}
         # Images seen on the engine, and when: spares an inspect per image on every start.
         self._images_seen: dict[str, float] = {}
+        self.floors = Floors.from_policy(policy)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -215,6 +219,8 @@ class PodManager:
     def _pod_finished(self, record: PodRecord) -> bool:
         """True when the pod can never run again: its GPUs can go (restartPolicy Never: every
         container has stopped; OnFailure: every one exited 0; an init container failed)."""
+        if record.evicted:
+            return True
         if record.plan is None or record.init_failed is not None:
             return record.init_failed is not None
         if record.plan.restart_policy == "Always":
@@ -388,7 +394,8 @@ class PodManager:
                         # The pod's GPUs, recorded where a restarted sidecar finds them.
                         args["labels"] = {**args["labels"], L.GPUS: format_label(
                             self.allocator.allocation(rec.uid))}
-                    await blocking(self.engine.create, args, infra_host_config(infra))
+                    await blocking(self.engine.create, args,
+                                   infra_host_config(infra, self.floors))
                 if info is None or not info["State"].get("Running") and not self._mains_exist(rec):
                     starting = blocking(self.engine.start, infra.docker_name)
                     if early:
@@ -436,7 +443,7 @@ class PodManager:
             extra[L.GPUS] = format_label(gpus)
         try:
             host = container_host_config(c, rec.plan.infra.docker_name, gpu_uuids=gpus,
-                                         restart=restart)
+                                         restart=restart, floors=self.floors)
             await blocking(self._resolve_host_config, rec, c, name, host)
         except (PinError, VolumeError, OSError) as exc:
             message = f"cannot create container {c.name!r}: {exc}"
@@ -445,7 +452,8 @@ class PodManager:
             return None
         try:
             cid = await blocking(self.engine.create,
-                                 container_create_args(c, labels=extra, name=name), host)
+                                 container_create_args(c, labels=extra, name=name,
+                                                       gpu_uuids=gpus), host)
         except EngineError as exc:
             rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
             log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
@@ -759,6 +767,8 @@ class PodManager:
             elif role == L.ROLE_MAIN and latest is None and waiting is None and \
                     _init_pending(by_name, specs):
                 waiting = Waiting("PodInitializing")
+            if record.evicted:
+                override = evicted_state(latest, record.evicted) or override
             health = self.supervisors.health(uid, name) if role == L.ROLE_MAIN else None
             restarts = int((latest or {}).get("Config", {}).get("Labels", {}).get(L.ATTEMPT, "0"))
             if role == L.ROLE_MAIN:
@@ -814,7 +824,8 @@ class PodManager:
                     log.error("pod %s: stored request unusable (%s); reporting only", uid, exc)
                 else:
                     record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,
-                                       plan=plan, pod=data.pod.to_wire())
+                                       plan=plan, pod=data.pod.to_wire(),
+                                       evicted=read_evicted(dirs[uid]))
                     self.records[uid] = record
                     resumed.append((record, data))
                     continue
@@ -840,7 +851,8 @@ class PodManager:
                     log.error("pod %s: restarting container %s failed: %s", record.ref(),
                               cid[:12], exc)
         for record, data in resumed:
-            record.task = asyncio.create_task(self._bring_up(record, data))
+            if not record.evicted:  # an evicted pod stays down
+                record.task = asyncio.create_task(self._bring_up(record, data))
         log.info("recovered %d pods", len(self.records))
 
     def _repin(self, rec: PodRecord, containers: list[dict[str, Any]]) -> list[str]:
@@ -879,7 +891,7 @@ class PodManager:
         """Hold again the GPUs a running pod was given before the restart (its infra label);
         a pod that has not got them yet queues or takes them anew."""
         assert record.plan is not None
-        if not record.plan.gpus:
+        if not record.plan.gpus or record.evicted:
             record.gpu_granted.set()
             return
         held = parse_label(_gpu_label(containers))

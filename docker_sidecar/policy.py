@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from .quantity import QuantityError, byte_count, cpu_millis
 
 
 class GPUSettings(BaseModel):
@@ -94,3 +96,46 @@ class SidecarPolicy(BaseModel):
     # Listen on an address other than loopback or a unix socket. Also needs a credential
     # (PluginTokenFile, or PluginTLS with a client CA): it runs containers for whoever calls.
     AllowRemoteListen: bool = False
+    # --- Resource floors: what a pod cannot take from the node, whatever it asks for ---------
+    # Most processes (and threads) one container may have: a fork bomb stops there. No pod
+    # field can raise it; 0 leaves containers unlimited (not recommended on a shared node).
+    PidsLimit: int = Field(default=4096, ge=0)
+    # json-file log rotation of every container (the kubelet's containerLogMaxSize and
+    # containerLogMaxFiles): a chatty pod keeps at most LogMaxFiles files of LogMaxSize.
+    LogMaxSize: str = "10Mi"
+    LogMaxFiles: int = Field(default=5, ge=1, le=100)
+    # Disk-backed emptyDirs with a sizeLimit are measured this often; a pod over a limit is
+    # evicted as the kubelet would (docker_sidecar/eviction.py). 0 turns the scan off.
+    EvictionIntervalSeconds: float = Field(default=10.0, ge=0)
+    # Limits for containers that set none, like a LimitRange's ``default``; empty = none.
+    DefaultCPULimit: str = ""
+    DefaultMemoryLimit: str = ""
+    # ephemeral-storage limit (writable layer + logs) of containers that set none; a
+    # container over its limit gets its pod evicted (needs the engine's overlay2 layers
+    # readable by the sidecar). Empty = only containers that set a limit are measured.
+    DefaultEphemeralStorageLimit: str = ""
+    # Request caps: body bytes of every endpoint, and pods in one /status request.
+    MaxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    MaxStatusPods: int = Field(default=5000, ge=1)
+    # Concurrent /getLogs follow streams: per pod, and in total on this sidecar.
+    MaxLogFollowsPerPod: int = Field(default=10, ge=1)
+    MaxLogFollows: int = Field(default=200, ge=1)
+
+    @field_validator("LogMaxSize", "DefaultCPULimit", "DefaultMemoryLimit",
+                     "DefaultEphemeralStorageLimit")
+    @classmethod
+    def _quantity(cls, value: str, info: ValidationInfo) -> str:
+        # Refuse a bad quantity at startup, naming the key, rather than at every /create.
+        value = str(value).strip()
+        if not value:
+            if info.field_name == "LogMaxSize":
+                raise ValueError("must be a size such as 10Mi")
+            return value
+        try:
+            amount = cpu_millis(value) if info.field_name == "DefaultCPULimit" \
+                else byte_count(value)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
+        if amount <= 0:
+            raise ValueError(f"must be positive, got {value!r}")
+        return value

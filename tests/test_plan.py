@@ -565,7 +565,9 @@ def test_pod_ip_and_node_facts_reach_the_env(plan: Planner) -> None:
 def test_env_is_passed_as_key_value_strings_verbatim(plan: Planner) -> None:
     c = one(plan, env=[{"name": "URL", "value": "a=b&c==d"}, {"name": "MULTI", "value": "x\ny\n"},
                        {"name": "EMPTY", "value": ""}])
-    assert container_create_args(c)["environment"] == ["URL=a=b&c==d", "MULTI=x\ny\n", "EMPTY="]
+    # NVIDIA_VISIBLE_DEVICES=void goes last: no GPU without a grant (tests/test_floors.py).
+    assert container_create_args(c)["environment"] == ["URL=a=b&c==d", "MULTI=x\ny\n", "EMPTY=",
+                                                       "NVIDIA_VISIBLE_DEVICES=void"]
 
 
 @pytest.mark.parametrize(("fields", "entrypoint", "command"), [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Sidecar, start_test_sidecar
+from sidecars import Sidecar, start_test_sidecar
 from kube import container, create_body, pod, state_of, vk_phase
 from procs import ROOT
 
@@ -115,7 +115,8 @@ def test_multi_gpu_pod_splits_its_gpus_between_containers(gpu_node):
     for name in ("a", "b", "c"):
         sc.wait(p, lambda s, n=name: "gpus=" in sc.logs(p, n).text)
         got[name] = sc.logs(p, name).text.split("gpus=", 1)[1].split()[0].split(",")
-    assert len(got["a"]) == 1 and len(got["b"]) == 2 and got["c"] == ["none"]
+    # Without a grant: "void", which the NVIDIA runtime reads as no GPU (docs/GPU.md).
+    assert len(got["a"]) == 1 and len(got["b"]) == 2 and got["c"] == ["void"]
     assert not set(got["a"]) & set(got["b"])
     assert available(sc) == "1"
     sc.delete(p)
@@ -130,7 +131,7 @@ def test_init_container_gpus_do_not_leak(gpu_node):
     status = sc.run(create_body(p), phase="Succeeded")
     assert state_of(status, "setup", init=True)["state"]["terminated"]["exitCode"] == 0
     assert sc.logs(p, "setup").text.startswith("init=GPU-")
-    assert sc.logs(p, "main").text == "main=none\n"
+    assert sc.logs(p, "main").text == "main=void\n"
     assert available(sc) == "4"  # finished under restartPolicy Never: given back
     sc.delete(p)
 

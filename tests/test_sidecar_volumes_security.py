@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import start_test_sidecar
+from sidecars import start_test_sidecar
 from kube import config_map, container, create_body, pod, secret, state_of, vk_phase
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -1,0 +1,260 @@
+"""Eviction of a pod whose disk-backed emptyDir outgrows its ``sizeLimit``, or whose container
+outgrows its ``ephemeral-storage`` limit (writable layer and logs), as the kubelet does.
+
+Why measure and evict rather than back the volume with a size-limited filesystem: the kubelet
+itself measures (``du``, or project quotas where the filesystem has them) and evicts; a
+filesystem per volume would need a loop device and ``mkfs`` per pod (root, a kernel with loop
+devices, space reserved up front, mounts to clean up after a crash), and project quotas need
+an XFS or ext4 data root mounted with quotas on, which a node cannot be assumed to have. A
+scan needs nothing, costs one walk of each limited volume per interval (none for volumes
+without a limit) on a thread of its own, so a volume of many small files slows only its own
+eviction, never a Docker call.
+
+An evicted pod's containers are killed (grace period 0, as the kubelet's eviction of a pod over
+a local-storage limit), its GPUs go back, and its status says ``Evicted`` with the kubelet's
+message. The verdict is a file in the pod's directory, so a restarted sidecar neither brings
+the pod up again nor gives it GPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from interlink_common.wire import ContainerStateTerminated
+
+from . import labels as L
+from .quantity import QuantityError, byte_count
+from .status import terminated_from_docker
+
+if TYPE_CHECKING:
+    from .pods import PodManager, PodRecord
+
+log = logging.getLogger("interlink.sidecar.eviction")
+
+EVICTED_FILE = "evicted"
+EVICTED_EXIT_CODE = 137  # killed, as the kubelet's eviction leaves a container
+
+
+@dataclass(frozen=True)
+class LimitedDir:
+    volume: str
+    path: Path
+    limit: int
+    limit_text: str  # the sizeLimit as the pod wrote it, for the message
+
+
+def limited_dirs(pod: dict[str, Any], sources: dict[str, Any]) -> list[LimitedDir]:
+    """The pod's disk-backed emptyDirs that have a sizeLimit (memory-backed ones are tmpfs,
+    already limited by the kernel)."""
+    out = []
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        empty = (volume or {}).get("emptyDir")
+        if not isinstance(empty, dict) or empty.get("medium") or \
+                empty.get("sizeLimit") is None:
+            continue
+        source = sources.get(volume.get("name"))
+        if source is None or source.kind != "bind":
+            continue
+        try:
+            limit = byte_count(empty["sizeLimit"])
+        except QuantityError:
+            continue  # refused when the pod was planned
+        out.append(LimitedDir(volume["name"], Path(source.source), limit,
+                              str(empty["sizeLimit"])))
+    return out
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes allocated under ``root``, as ``du`` counts them: blocks (a sparse file costs what
+    it stores), hard links once, symlinks not followed, other filesystems mounted inside not
+    entered."""
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return 0
+    total = top.st_blocks * 512
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # removed while we looked
+                if st.st_dev != top.st_dev:
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_blocks * 512
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(Path(entry.path))
+    return total
+
+
+@dataclass(frozen=True)
+class LimitedContainer:
+    """A container with an ephemeral-storage limit: its writable layer and its log files."""
+
+    name: str
+    layer: Path | None
+    log_path: Path | None
+    limit: int
+    limit_text: str
+
+
+def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
+                       default: str = "") -> list[LimitedContainer]:
+    """The pod's running containers with an ephemeral-storage limit (their own, else the
+    node's default), as the kubelet measures them: writable layer plus logs."""
+    latest: dict[str, dict[str, Any]] = {}
+    for info in sorted(docker, key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0"))):
+        if info["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA:
+            latest[info["Config"]["Labels"].get(L.CONTAINER, "")] = info
+    spec = pod.get("spec") or {}
+    out = []
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        info = latest.get((c or {}).get("name", ""))
+        raw = (((c.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
+               or default)
+        if info is None or not raw or not (info.get("State") or {}).get("Running"):
+            continue
+        try:
+            limit = byte_count(raw)
+        except QuantityError:
+            continue
+        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        out.append(LimitedContainer(c["name"], Path(upper) if upper else None,
+                                    Path(info["LogPath"]) if info.get("LogPath") else None,
+                                    limit, str(raw)))
+    return out
+
+
+def container_usage(c: LimitedContainer) -> int:
+    used = disk_usage(c.layer) if c.layer is not None else 0
+    if c.log_path is not None:
+        for f in c.log_path.parent.glob(c.log_path.name + "*"):
+            with contextlib.suppress(OSError):
+                used += f.lstat().st_blocks * 512
+    return used
+
+
+def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = ()) -> str:
+    """The kubelet's eviction message for the first volume or container over its limit, or
+    ""."""
+    for d in dirs:
+        if disk_usage(d.path) > d.limit:
+            return f'Usage of EmptyDir volume "{d.volume}" exceeds the limit "{d.limit_text}".'
+    for c in containers:
+        if container_usage(c) > c.limit:
+            return (f'Container {c.name} exceeded its local ephemeral storage limit '
+                    f'"{c.limit_text}".')
+    return ""
+
+
+def read_evicted(pod_dir: Path) -> str:
+    """The eviction message recorded for a pod, or "" when it was not evicted."""
+    try:
+        return (pod_dir / EVICTED_FILE).read_text()
+    except OSError:
+        return ""
+
+
+def evicted_state(info: dict[str, Any] | None, message: str
+                  ) -> ContainerStateTerminated | None:
+    """What status reports for a container of an evicted pod: ``Evicted`` once it is down,
+    except for a container that completed by itself before (it keeps ``Completed``); None
+    leaves the status as Docker says (still running while it is being killed)."""
+    state = (info or {}).get("State") or {}
+    if state.get("Running") or (info is not None and state.get("ExitCode") == 0 and
+                                 not state.get("Error") and
+                                 not str(state.get("FinishedAt", "0001")).startswith("0001")):
+        return None
+    base = terminated_from_docker(info) if info is not None else ContainerStateTerminated(
+        exitCode=EVICTED_EXIT_CODE)
+    return base.model_copy(update={"reason": "Evicted", "message": message,
+                                   "exitCode": base.exitCode or EVICTED_EXIT_CODE})
+
+
+class EvictionWatch:
+    """Measures every pod's limited emptyDirs each ``interval`` seconds; evicts those over."""
+
+    def __init__(self, manager: "PodManager", interval: float) -> None:
+        self.manager = manager
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eviction")
+
+    def start(self) -> None:
+        if self.interval > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            for record in list(self.manager.records.values()):
+                if record.plan is None or record.evicted:
+                    continue
+                dirs = limited_dirs(record.pod, record.plan.volumes.sources)
+                containers = limited_containers(
+                    record.pod, self.manager.tracker.containers_of(record.uid),
+                    self.manager.policy.DefaultEphemeralStorageLimit)
+                if not dirs and not containers:
+                    continue
+                try:
+                    message = await loop.run_in_executor(self._pool, over_limit, dirs,
+                                                         containers)
+                    if message:
+                        await evict(self.manager, record, message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one pod's trouble must not stop the watch
+                    log.exception("eviction check of pod %s failed", record.ref())
+
+
+async def evict(manager: "PodManager", record: "PodRecord", message: str) -> None:
+    """Kill the pod's containers, release its GPUs, and record why."""
+    from .pods import blocking
+
+    async with manager._lock(record.uid):
+        if manager.records.get(record.uid) is not record or record.evicted:
+            return  # deleted or evicted meanwhile
+        log.warning("evicting pod %s: %s", record.ref(), message)
+        record.evicted = message
+        # On disk first, so that a sidecar restarted halfway still keeps the pod down.
+        with contextlib.suppress(OSError):
+            (manager.pod_dir(record.uid) / EVICTED_FILE).write_text(message)
+        if record.task is not None:
+            record.task.cancel()
+            await asyncio.gather(record.task, return_exceptions=True)
+        await manager.supervisors.stop(record.uid)
+        containers = manager.tracker.containers_of(record.uid)
+        workloads = [c["Id"] for c in containers
+                     if c["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA]
+        await asyncio.gather(*(blocking(manager.engine.stop, cid, 0) for cid in workloads),
+                             return_exceptions=True)
+        for c in containers:
+            if c["Config"]["Labels"].get(L.ROLE) == L.ROLE_INFRA:
+                with contextlib.suppress(Exception):
+                    await blocking(manager.engine.stop, c["Id"], 0)
+        for cid in workloads:
+            await blocking(manager.tracker.refresh, cid)
+        manager._release_gpus(record.uid)
