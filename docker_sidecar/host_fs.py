@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -52,6 +51,8 @@ def prepare_data_root(data_root: Path) -> None:
 
 def relative_to_root(path: Path, root: Path) -> PurePosixPath:
     """``path`` below ``root`` as relative parts, refusing '..' and anything outside."""
+    if ".." in PurePosixPath(path).parts:
+        raise UnsafePath(errno.EXDEV, f"{path} contains '..'")
     try:
         rel = PurePosixPath(os.path.normpath(path)).relative_to(os.path.normpath(root))
     except ValueError:
@@ -175,11 +176,18 @@ def ensure_dir(root: Path, path: Path, mode: int, uid: int | None, gid: int | No
 
 
 def _open_child_dir(parent: int, name: str, root: Path, rel: PurePosixPath) -> int:
+    """Open an existing directory; a symlink is refused (``UnsafePath``), another kind of file
+    is ``NotADirectoryError`` (a subPath may name a file)."""
     try:
         return os.open(name, _DIR | os.O_RDONLY, dir_fd=parent)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise UnsafePath(exc.errno, f"{root}/{rel} is a symlink or not a directory") from None
+        # O_NOFOLLOW|O_DIRECTORY on a symlink may say ENOTDIR as well as ELOOP.
+        if exc.errno == errno.ELOOP or exc.errno == errno.ENOTDIR and stat.S_ISLNK(
+                os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+            raise UnsafePath(exc.errno, f"{root}/{rel} is a symlink; the sidecar does not "
+                             "follow symlinks inside volumes and host paths") from None
+        if exc.errno == errno.ENOTDIR:
+            raise NotADirectoryError(exc.errno, f"{root}/{rel} is not a directory") from None
         raise
 
 
@@ -232,8 +240,10 @@ def stat_entry(root: Path, rel: PurePosixPath | str) -> os.stat_result | None:
 def remove_tree(root: Path, path: Path) -> None:
     """Remove ``path`` below ``root`` and everything in it; a no-op when gone.
 
-    Refuses while anything is mounted below it: a bind mount of a claim or a host path would
-    otherwise have its contents deleted with it.
+    Walks by file descriptor with an explicit stack (a tenant can nest directories deeper than
+    Python recurses), never follows a symlink, and refuses to enter another mount: a bind
+    mount of a claim or a host path must never have its contents deleted with a pod, even one
+    made after the check for mounts below ``path``.
     """
     rel = relative_to_root(path, root)
     if not rel.parts:
@@ -251,26 +261,74 @@ def remove_tree(root: Path, path: Path) -> None:
             if not stat.S_ISDIR(st.st_mode):
                 os.unlink(rel.name, dir_fd=parent)
                 return
-            # shutil.rmtree walks by file descriptor and never follows symlinks (Linux).
-            assert shutil.rmtree.avoids_symlink_attacks
-            shutil.rmtree(rel.name, dir_fd=parent)
+            top = _open_child_dir(parent, rel.name, root, rel)
+            try:
+                if _mount_id(top) != _mount_id(parent):
+                    raise UnsafePath(errno.EBUSY, f"{path} is a mount point; not removing it")
+                _empty_dir(top, path)
+            finally:
+                os.close(top)
+            os.rmdir(rel.name, dir_fd=parent)
     except FileNotFoundError:
         return
+
+
+def _empty_dir(top: int, path: Path) -> None:
+    """Delete everything inside the opened directory ``top``, depth first, without recursion."""
+    mount = _mount_id(top)
+    # Each frame: an open directory, the names left to look at, and its name in its parent.
+    stack: list[tuple[int, list[str], str]] = [(top, os.listdir(top), "")]
+    try:
+        while stack:
+            fd, names, name_in_parent = stack[-1]
+            if not names:
+                stack.pop()
+                if stack:  # ``top`` itself is removed by the caller
+                    os.close(fd)
+                    os.rmdir(name_in_parent, dir_fd=stack[-1][0])
+                continue
+            name = names.pop()
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
+                continue
+            child = os.open(name, _DIR | os.O_RDONLY, dir_fd=fd)
+            if _mount_id(child) != mount:
+                os.close(child)
+                raise UnsafePath(errno.EBUSY, f"{path}: {name!r} is a mount point; not "
+                                 "removing what is below it")
+            stack.append((child, os.listdir(child), name))
+    finally:
+        for fd, _, _ in stack[1:]:
+            os.close(fd)
+
+
+def _mount_id(fd: int) -> int:
+    """The mount an open file is on (bind mounts of one filesystem share ``st_dev``)."""
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    raise UnsafePath(errno.EIO, "cannot tell which mount a directory is on (/proc unreadable)")
 
 
 def mounts_below(path: Path) -> list[str]:
     """Mount points at or below ``path``, from this process's mount table."""
     prefix = os.path.normpath(path)
     found = []
-    with contextlib.suppress(OSError):
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) < 5:
-                    continue
-                point = _unescape(fields[4])
-                if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
-                    found.append(point)
+    # No suppression: an unreadable mount table must stop a removal, not look empty.
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 5:
+                continue
+            point = _unescape(fields[4])
+            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
+                found.append(point)
     return found
 
 
