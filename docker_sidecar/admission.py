@@ -38,9 +38,11 @@ SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm
 RESTRICTED_VOLUME_TYPES = frozenset({"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
                                      "persistentVolumeClaim", "projected", "secret"})
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
-_SYSCTL_NAME = re.compile(r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$")
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_SELINUX_LEVEL = re.compile(r"^[A-Za-z0-9:,.\- ]+$")
+_SYSCTL_NAME = re.compile(r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*")
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_SELINUX_LEVEL = re.compile(r"[A-Za-z0-9:,.\- ]+")
+# Docker reads these AppArmor names itself: "unconfined" is no profile at all.
+_APPARMOR_RESERVED = ("unconfined",)
 
 
 class AdmissionError(ValueError):
@@ -151,10 +153,17 @@ def _baseline(pod: dict[str, Any], spec: dict[str, Any], containers: list[_Conta
                       f"Sidecar.AllowedUnsafeSysctls: [{name!r}]")
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     for key, value in annotations.items() if isinstance(annotations, dict) else ():
-        if str(key).startswith(APPARMOR_ANNOTATION) and value == "unconfined" and \
-                not policy.AllowUnconfinedAppArmor:
+        if not str(key).startswith(APPARMOR_ANNOTATION) or value in ("runtime/default", ""):
+            continue
+        if value == "unconfined" and not policy.AllowUnconfinedAppArmor:
             found.add("forbidden AppArmor profile", f"annotation {key}=unconfined",
                       f"metadata.annotations[{key!r}]", "Sidecar.AllowUnconfinedAppArmor: true")
+        elif value != "unconfined" and not (
+                isinstance(value, str) and value.startswith("localhost/")
+                and _apparmor_name_ok(value[len("localhost/"):], policy)):
+            found.add("forbidden AppArmor profile", f"annotation {key}={value!r} is not "
+                      "runtime/default or localhost/<a profile loaded on the node>",
+                      f"metadata.annotations[{key!r}]", None)
     for c in containers:
         sc = c.sc
         if sc.get("privileged") and not policy.AllowPrivileged:
@@ -218,7 +227,7 @@ def _host_port_allowed(port: Any, allowed: Iterable[int | str]) -> bool:
 
 
 def _sysctl_allowed(name: Any, policy: SidecarPolicy) -> bool:
-    if not isinstance(name, str) or not _SYSCTL_NAME.match(name):
+    if not isinstance(name, str) or not _SYSCTL_NAME.fullmatch(name):
         return False
     return name in SAFE_SYSCTLS or any(fnmatch.fnmatchcase(name, pattern)
                                        for pattern in policy.AllowedUnsafeSysctls)
@@ -252,9 +261,17 @@ def _check_apparmor(profile: Any, who: str, where: str, policy: SidecarPolicy,
     elif kind not in ("RuntimeDefault", "Localhost", "Unconfined"):
         found.add("forbidden AppArmor profile", f"type {kind!r} is not RuntimeDefault, "
                   "Localhost or Unconfined", f"{where}.type", None)
-    elif kind == "Localhost" and not _PROFILE_NAME.match(str(profile.get("localhostProfile"))):
+    elif kind == "Localhost" and not _apparmor_name_ok(profile.get("localhostProfile"), policy):
         found.add("forbidden AppArmor profile", "localhostProfile must name a profile loaded on "
-                  "the node", f"{where}.localhostProfile", None)
+                  "the node (\"unconfined\" is none)", f"{where}.localhostProfile",
+                  "Sidecar.AllowUnconfinedAppArmor: true" if profile.get("localhostProfile")
+                  in _APPARMOR_RESERVED else None)
+
+
+def _apparmor_name_ok(name: Any, policy: SidecarPolicy) -> bool:
+    if not isinstance(name, str) or not _PROFILE_NAME.fullmatch(name):
+        return False
+    return name not in _APPARMOR_RESERVED or policy.AllowUnconfinedAppArmor
 
 
 def _check_selinux(options: Any, who: str, where: str, policy: SidecarPolicy,
@@ -271,7 +288,7 @@ def _check_selinux(options: Any, who: str, where: str, policy: SidecarPolicy,
                       f"{key} {options[key]!r}", f"{where}.{key}",
                       "Sidecar.AllowSELinuxOptions: true")
     level = options.get("level")
-    if level and not _SELINUX_LEVEL.match(str(level)):
+    if level and not _SELINUX_LEVEL.fullmatch(str(level)):
         found.add("seLinuxOptions", f"level {level!r} is not an SELinux level",
                   f"{where}.level", None)
 
@@ -360,7 +377,7 @@ def container_security(pod: dict[str, Any], container: dict[str, Any]) -> Contai
     elif apparmor.get("type") == "Localhost":
         out.security_opt.append(f"apparmor={apparmor.get('localhostProfile')}")
     elif not apparmor and isinstance(annotation, str) and annotation.startswith("localhost/") \
-            and _PROFILE_NAME.match(annotation[len("localhost/"):]):
+            and _PROFILE_NAME.fullmatch(annotation[len("localhost/"):]):
         out.security_opt.append(f"apparmor={annotation[len('localhost/'):]}")
     selinux = sc.get("seLinuxOptions") or pod_sc.get("seLinuxOptions") or {}
     for key in ("user", "role", "type", "level"):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from interlink_common.identity import is_dns1123_label, is_dns1123_subdomain
 from interlink_common.wire import ConfigMap, Secret, WireError
 
 from . import host_fs
@@ -46,10 +47,7 @@ EMPTY_DIR_MODE = 0o777  # Kubernetes emptyDirs are world-writable, whatever user
 CLAIM_DIR_MODE = 0o775
 HOST_FILE_MODE = 0o644  # what the kubelet gives FileOrCreate
 
-_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-_LABEL_RE = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL = re.compile(rf"^{_LABEL_RE}$")
-_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL_RE}(\.{_LABEL_RE})*$")
+_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 class VolumeError(ValueError):
@@ -193,7 +191,7 @@ def _sub_path(value: str, where: str) -> PurePosixPath | None:
 
 def _key(value: Any, where: str) -> str:
     """A ConfigMap/Secret key, which must be a plain file name."""
-    if (not isinstance(value, str) or not _KEY.match(value) or value in (".", "..")
+    if (not isinstance(value, str) or not _KEY.fullmatch(value) or value in (".", "..")
             or len(value) > 253):
         raise VolumeError(f"{where} {value!r} is not a valid key: use letters, digits, '-', '_' "
                           "and '.', as a single file name (no '/', not '.' or '..')")
@@ -251,13 +249,20 @@ class _FileSet:
 
     def __init__(self) -> None:
         self.files: dict[PurePosixPath, tuple[bytes, int, str]] = {}
+        # Every directory the files need, and one file that needs it: a collision is a set
+        # lookup, so a ConfigMap with thousands of keys plans in linear time.
+        self._parents: dict[PurePosixPath, PurePosixPath] = {}
 
     def add(self, rel: PurePosixPath, content: bytes, mode: int, where: str) -> None:
-        for other, (_, _, other_where) in self.files.items():
-            if other == rel or other in rel.parents or rel in other.parents:
-                raise VolumeError(f"{where}: path {str(rel)!r} collides with {str(other)!r} from "
-                                  f"{other_where}; give each item its own path")
+        parents = rel.parents[:-1]  # a/b/c -> a/b, a (not '.')
+        other = rel if rel in self.files else self._parents.get(rel) or next(
+            (p for p in parents if p in self.files), None)
+        if other is not None:
+            raise VolumeError(f"{where}: path {str(rel)!r} collides with {str(other)!r} from "
+                              f"{self.files[other][2]}; give each item its own path")
         self.files[rel] = (content, mode, where)
+        for parent in parents:
+            self._parents.setdefault(parent, rel)
 
     def __contains__(self, rel: PurePosixPath) -> bool:
         return rel in self.files
@@ -289,7 +294,7 @@ def plan_volumes(pod: dict[str, Any], *, config_maps: Mapping[str, ConfigMap],
 
 def _volume_name(name: Any, where: str, seen: Mapping[str, VolumeSource]) -> str:
     # The name becomes a directory and part of a Docker volume name, so it must be a DNS label.
-    if not isinstance(name, str) or not _DNS1123_LABEL.match(name) or len(name) > 63:
+    if not is_dns1123_label(name):
         raise VolumeError(f"{where}.name {name!r} is not a valid volume name: use at most 63 "
                           "lowercase letters, digits and '-'")
     if name in seen:
@@ -642,10 +647,10 @@ def _is_within(path: str, root: str) -> bool:
 
 def _plan_claim(ctx: _Ctx, name: str, spec: dict[str, Any], where: str) -> None:
     claim = spec.get("claimName")
-    if not isinstance(claim, str) or not _DNS1123_SUBDOMAIN.match(claim) or len(claim) > 253:
+    if not is_dns1123_subdomain(claim):
         raise VolumeError(f"{where}.claimName {claim!r} is not a valid claim name (lowercase "
                           "letters, digits, '-' and '.')")
-    if not _DNS1123_LABEL.match(ctx.namespace):
+    if not is_dns1123_label(ctx.namespace):
         raise VolumeError(f"metadata.namespace {ctx.namespace!r} is not a valid namespace")
     path = ctx.claims_root / ctx.namespace / claim
     mode = CLAIM_DIR_MODE | (stat.S_ISGID if ctx.fs_group is not None else 0)

@@ -204,3 +204,17 @@ def test_sysctls_go_to_the_sandbox():
 def test_run_as_non_root_checks_the_image_user(user, violation):
     found = non_root_violation(user)
     assert (found is None) if violation is None else (violation in found)
+
+
+@pytest.mark.parametrize("p", [
+    sc(appArmorProfile={"type": "Localhost", "localhostProfile": "unconfined"}),
+    sc(appArmorProfile={"type": "Localhost", "localhostProfile": "my-profile\n"}),
+    pod("p", [container("main")]) | {"metadata": {
+        "name": "p", "namespace": "tests", "uid": "0b6e2c1a-8a5d-4a7e-9c8e-3f1f2d4b5a6c",
+        "annotations": {"container.apparmor.security.beta.kubernetes.io/main":
+                        "localhost/unconfined"}}},
+], ids=["localhost-unconfined", "trailing-newline", "annotation-localhost-unconfined"])
+def test_apparmor_unconfined_cannot_come_in_as_a_localhost_profile(p):
+    refused(p, BASELINE, "forbidden AppArmor profile")
+    refused(p, RESTRICTED, "forbidden AppArmor profile")
+

@@ -8,13 +8,14 @@ import json
 import os
 import socket
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
 from docker_sidecar.fields import PodFacts
 from docker_sidecar.volumes import (
+    _FileSet,
     DirSpec,
     MountSpec,
     PodVolumes,
@@ -718,3 +719,15 @@ def test_extra_dirs_are_applied_after_the_volumes(tmp_path):
     pod = make_pod([{"name": "scratch", "emptyDir": {}}])
     materialize(plan(tmp_path, pod), [DirSpec(target, 0o750, None, None)], root=tmp_path)
     assert mode_of(target) == 0o750
+
+
+def test_many_keys_plan_in_linear_time():
+    """A ConfigMap with 20,000 keys must not stall the sidecar (collisions are set lookups)."""
+    files = _FileSet()
+    for i in range(20000):
+        files.add(PurePosixPath(f"k{i}"), b"", 0o644, f"key {i}")
+    with pytest.raises(ValueError, match="collides"):
+        files.add(PurePosixPath("k7/x"), b"", 0o644, "nested")
+    files.add(PurePosixPath("d/a"), b"", 0o644, "a")
+    with pytest.raises(ValueError, match="collides with 'd/a'"):
+        files.add(PurePosixPath("d"), b"", 0o644, "d")
