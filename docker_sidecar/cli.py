@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from interlink_common.config import ConfigError, InterLinkConfig
@@ -71,6 +73,20 @@ def door_problem(cfg: InterLinkConfig, policy: SidecarPolicy, listener: Listener
     return None
 
 
+def host_path_problem(prefixes: list[str], protected: list[Path]) -> str | None:
+    """Sidecar.HostPathPrefixes must not reach what the sidecar itself guards: its data root
+    (every pod's secrets and claims), Docker's own directories and its socket (root on the
+    node)."""
+    guarded = [Path(os.path.realpath(p)) for p in protected]
+    for prefix in prefixes:
+        real = Path(os.path.realpath(prefix))
+        for g in guarded:
+            if real == g or real in g.parents or g in real.parents:
+                return (f"Sidecar.HostPathPrefixes entry {prefix!r} overlaps {g}, which pods must "
+                        "never mount; allow a directory of its own, e.g. /data")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = start("docker-sidecar", __doc__, argv, extra_sections={"Sidecar": SidecarPolicy})
     policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
@@ -109,6 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     except GPUError as exc:
         sys.exit(f"docker-sidecar: {exc}")
     data_root = cfg.data_root.resolve()
+    protected = [data_root, Path(engine.info().get("DockerRootDir") or "/var/lib/docker")]
+    docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if docker_host.startswith("unix://"):
+        protected.append(Path(docker_host[len("unix://"):]).parent)
+    problem = host_path_problem(policy.HostPathPrefixes, protected)
+    if problem:
+        sys.exit(f"docker-sidecar: {problem}")
     prepare_data_root(data_root)
     manager = PodManager(engine, Tracker(engine), policy, data_root=data_root, node=node,
                          gpus=inventory)

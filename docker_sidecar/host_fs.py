@@ -213,6 +213,19 @@ def write_file(root: Path, path: Path, content: bytes, mode: int, uid: int | Non
             raise
 
 
+def read_file(root: Path, path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path`` below ``root``, reached without
+    following a symlink (and without blocking on a FIFO planted there)."""
+    rel = relative_to_root(path, root)
+    with open_dir(root, rel.parent, path_only=True) as parent:
+        fd = os.open(rel.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=parent)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UnsafePath(errno.EINVAL, f"{path} is not a regular file")
+            return f.read(limit)
+
+
 def create_file(root: Path, path: Path, mode: int) -> None:
     """An empty file at ``path`` below ``root`` unless one exists; never through a symlink."""
     rel = relative_to_root(path, root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +271,8 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
     if grace is None:
         grace = policy.DefaultGracePeriodSeconds
     return PodPlan(uid=uid, namespace=namespace, name=name, restart_policy=restart,
-                   grace_period=max(0, int(grace)), infra=infra, init=plans["init"],
+                   grace_period=min(max(0, int(grace)), policy.MaxGracePeriodSeconds),
+                   infra=infra, init=plans["init"],
                    main=plans["main"], volumes=volumes,
                    registry_auth=_registry_auth(spec, secrets))
 
@@ -415,6 +417,12 @@ def _host_ports(spec: dict[str, Any]) -> list[HostPort]:
                 if not isinstance(host_port, int) or not 0 < host_port < 65536:
                     raise PlanError(f"{where}.hostPort must be a port number")
                 host_ip = port.get("hostIP") or ""
+                try:
+                    if host_ip:
+                        ipaddress.ip_address(host_ip)
+                except ValueError:
+                    raise PlanError(f"{where}.hostIP {host_ip!r} is not an IP address; give "
+                                    "one of this node's addresses, or leave it out") from None
                 # Any two bindings of one host port clash, whatever addresses they name:
                 # "" and 0.0.0.0 overlap every specific address on the host.
                 clash = used.get((host_port, protocol))

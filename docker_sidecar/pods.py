@@ -32,7 +32,7 @@ from interlink_common.wire import (
     RetrievedPodData,
 )
 
-from interlink_common.identity import IdentityError, check_uid, is_uid
+from interlink_common.identity import check_uid, is_uid
 
 from . import host_fs
 from . import labels as L
@@ -62,6 +62,7 @@ log = logging.getLogger("interlink.sidecar.pods")
 T = TypeVar("T")
 
 REQUEST_FILE = "request.json"
+MAX_STORED_REQUEST = 256 << 20  # far above any request the body caps let in
 # Kubernetes' limits: 4096 bytes of message file; 80 lines or 2048 bytes of log as fallback.
 MAX_TERMINATION_MESSAGE = 4096
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
@@ -167,11 +168,8 @@ class PodManager:
         pod_dir = self.pod_dir(plan.uid)
         try:
             self._materialize(plan)
-            tmp = pod_dir / (REQUEST_FILE + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data.to_wire(), f)
-            os.replace(tmp, pod_dir / REQUEST_FILE)
+            host_fs.write_file(self.data_root, pod_dir / REQUEST_FILE,
+                               json.dumps(data.to_wire()).encode(), 0o600, None, None)
         except (VolumeError, OSError) as exc:
             self._remove_pod_dir(pod_dir)
             raise PlanError(f"cannot prepare the pod's volumes: {exc}") from None
@@ -179,11 +177,16 @@ class PodManager:
     def _remove_pod_dir(self, pod_dir: Path) -> None:
         """Detach the pod's pinned mounts, then remove its directory; with a mount left,
         keep the directory (and say so) rather than delete through it."""
-        left = unpin_below(pod_dir)
         try:
+            # The request first: were the rest to fail, no restart may bring the pod back.
+            with contextlib.suppress(FileNotFoundError):
+                (pod_dir / REQUEST_FILE).unlink()
+            left = unpin_below(pod_dir)
+            if left:
+                raise VolumeError(f"mounts left below it: {', '.join(left)}")
             remove_pod_dir(self.data_root, pod_dir)
-        except VolumeError as exc:
-            log.error("%s (mounts left: %s)", exc, ", ".join(left) or "none")
+        except Exception as exc:  # never let one pod's leftovers stop a delete or a restart
+            log.error("pod directory %s not removed: %s", pod_dir, exc)
 
     # --- GPUs -------------------------------------------------------------------------------
 
@@ -271,7 +274,8 @@ class PodManager:
                     raise PlanError(f"hostPort {port}/{proto} is already used by pod "
                                     f"{other.ref()} on this node; pick another hostPort")
             if proto == "tcp":
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+                with socket.socket(family, socket.SOCK_STREAM) as s:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     try:
                         s.bind((ip or "0.0.0.0", port))
@@ -417,6 +421,8 @@ class PodManager:
                 for cid in [*rec.container_ids.values(), infra.docker_name]:
                     await blocking(self.engine.remove, cid)
                 rec.container_ids.clear()
+                # Only containers made while the sandbox started had pins: all gone now.
+                await blocking(self._unpin_staging, rec.uid, "")
                 await self._backoff(attempt)
                 attempt += 1
 
@@ -446,6 +452,7 @@ class PodManager:
                                          restart=restart, floors=self.floors)
             await blocking(self._resolve_host_config, rec, c, name, host)
         except (PinError, VolumeError, OSError) as exc:
+            await blocking(self._unpin_staging, rec.uid, name)
             message = f"cannot create container {c.name!r}: {exc}"
             rec.waiting[c.name] = Waiting("CreateContainerConfigError", message)
             log.warning("pod %s: %s", rec.ref(), message)
@@ -455,6 +462,7 @@ class PodManager:
                                  container_create_args(c, labels=extra, name=name,
                                                        gpu_uuids=gpus), host)
         except EngineError as exc:
+            await blocking(self._unpin_staging, rec.uid, name)
             rec.waiting[c.name] = Waiting("CreateContainerError", str(exc))
             log.warning("pod %s: creating container %s failed: %s", rec.ref(), c.name, exc)
             return None
@@ -549,7 +557,7 @@ class PodManager:
             await self._backoff(attempt)
             # Keep the previous attempt for Previous logs; drop older ones.
             for old in self._docker_containers(rec, L.ROLE_INIT, c.name)[:-1]:
-                await blocking(self.engine.remove, old["Id"])
+                await self._remove_attempt(rec, old)
             attempt += 1
             info = None
 
@@ -615,8 +623,27 @@ class PodManager:
         found = self._docker_containers(record, L.ROLE_MAIN, name)
         attempt = int(found[-1]["Config"]["Labels"].get(L.ATTEMPT, "0")) + 1 if found else 0
         for old in found[:-1]:
-            await blocking(self.engine.remove, old["Id"])
+            await self._remove_attempt(record, old)
         await self._create_and_start(record, plan, attempt=attempt)
+
+    async def _remove_attempt(self, rec: PodRecord, info: dict[str, Any]) -> None:
+        """Remove an old attempt's container, and the mounts pinned for it: a container that
+        fails over and over must not fill the host's mount table."""
+        await blocking(self.engine.remove, info["Id"])
+        await blocking(self._unpin_staging, rec.uid, info["Name"].lstrip("/"))
+
+    def _unpin_staging(self, uid: str, docker_name: str) -> None:
+        """Detach and remove the staging of one container (``""``: of every container)."""
+        staging = self.pod_dir(uid) / "mounts"
+        if docker_name:
+            staging = staging / docker_name
+        try:
+            left = unpin_below(staging)
+            if left:
+                raise PinError(errno.EBUSY, f"still mounted: {', '.join(left)}")
+            host_fs.remove_tree(self.data_root, staging)
+        except OSError as exc:
+            log.warning("pod %s: staging %s not removed: %s", uid, staging, exc)
 
     def _on_container_change(self, cid: str, info: dict[str, Any] | None) -> None:
         if info is None:
@@ -652,8 +679,8 @@ class PodManager:
         message = ""
         if plan.termination_file is not None:
             with contextlib.suppress(OSError):
-                with open(plan.termination_file, "rb") as f:
-                    message = f.read(MAX_TERMINATION_MESSAGE).decode("utf-8", "replace")
+                message = host_fs.read_file(self.data_root, plan.termination_file,
+                                            MAX_TERMINATION_MESSAGE).decode("utf-8", "replace")
         code = info["State"].get("ExitCode") or 0
         if not message.strip() and code != 0 and \
                 plan.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
@@ -676,38 +703,58 @@ class PodManager:
                 record.task.cancel()
                 await asyncio.gather(record.task, return_exceptions=True)
             await self.supervisors.stop(uid)
-            grace = meta.get("deletionGracePeriodSeconds")
+            grace = self._grace(meta.get("deletionGracePeriodSeconds"))
             if grace is None and record is not None and record.plan is not None:
                 grace = record.plan.grace_period
             if grace is None:
-                grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds",
-                                                    self.policy.DefaultGracePeriodSeconds)
+                grace = self._grace((pod.get("spec") or {}).get("terminationGracePeriodSeconds"))
+            if grace is None:
+                grace = self.policy.DefaultGracePeriodSeconds
             containers = [c for c in await blocking(self.engine.list_managed)
                           if c["Labels"].get(L.POD_UID) == uid]
             workloads = [c["Id"] for c in containers if c["Labels"].get(L.ROLE) != L.ROLE_INFRA]
             infra = [c["Id"] for c in containers if c["Labels"].get(L.ROLE) == L.ROLE_INFRA]
-            started = time.monotonic()
-            if record is not None and record.plan is not None:
-                await self._pre_stop(record, containers, int(grace))
-            left = max(0, math.ceil(grace - (time.monotonic() - started)))
-            await asyncio.gather(*(blocking(self.engine.stop, cid, left) for cid in workloads))
-            for cid in workloads + infra:
-                await blocking(self.engine.remove, cid)
-                await blocking(self.tracker.refresh, cid)
-            for volume in await blocking(self.engine.list_volumes, uid):
-                await blocking(self.engine.remove_volume, volume)
-            self._release_gpus(uid)
+            try:
+                started = time.monotonic()
+                if record is not None and record.plan is not None:
+                    await self._pre_stop(record, containers, grace)
+                left = max(0, math.ceil(grace - (time.monotonic() - started)))
+                # Each container on its own: one that Docker cannot stop must not keep the
+                # others, their volumes or the pod's GPUs.
+                for failed in await asyncio.gather(
+                        *(blocking(self.engine.stop, cid, left) for cid in workloads),
+                        return_exceptions=True):
+                    if isinstance(failed, Exception):
+                        log.warning("pod %s: stopping a container failed: %s", uid, failed)
+                for cid in workloads + infra:
+                    try:
+                        await blocking(self.engine.remove, cid)
+                    except EngineError as exc:
+                        log.warning("pod %s: removing container %s failed: %s", uid, cid[:12],
+                                    exc)
+                    await blocking(self.tracker.refresh, cid)
+                for volume in await blocking(self.engine.list_volumes, uid):
+                    await blocking(self.engine.remove_volume, volume)
+            finally:
+                self._release_gpus(uid)
             gone = {c["Id"] for c in containers}
             self._messages = {k: v for k, v in self._messages.items() if k[0] not in gone}
             pod_dir = self.pod_dir(uid)
             existed = pod_dir.exists()
             await blocking(self._remove_pod_dir, pod_dir)
-            self._locks.pop(uid, None)
+            # The lock stays: a create waiting on it must not run beside one on a new lock.
             found = record is not None or bool(containers) or existed
             if found:
                 log.info("deleted pod %s/%s (uid %s)", meta.get("namespace"), meta.get("name"),
                          uid)
             return found
+
+    def _grace(self, value: Any) -> int | None:
+        """A grace period from a request, within Sidecar.MaxGracePeriodSeconds; None when
+        not a number of seconds."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        return min(max(0, value), self.policy.MaxGracePeriodSeconds)
 
     async def _pre_stop(self, record: PodRecord, containers: list[dict[str, Any]],
                         grace: int) -> None:
@@ -814,13 +861,14 @@ class PodManager:
             request = dirs.get(uid, Path("/nonexistent")) / REQUEST_FILE
             if request.exists():
                 try:
-                    data = RetrievedPodData.model_validate(json.loads(request.read_text()))
+                    data = RetrievedPodData.model_validate(json.loads(host_fs.read_file(
+                        self.data_root, request, MAX_STORED_REQUEST)))
                     if data.pod.uid != uid:
                         raise ValueError(f"it is the request of pod {data.pod.uid!r}")
                     plan = self.plan(data)
                     # A crash between answering /create and writing the files is possible.
                     await blocking(self._materialize, plan)
-                except (ValueError, PlanError, VolumeError, IdentityError, OSError) as exc:
+                except Exception as exc:  # whatever is wrong with one pod, the others recover
                     log.error("pod %s: stored request unusable (%s); reporting only", uid, exc)
                 else:
                     record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name,

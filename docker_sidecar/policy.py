@@ -89,6 +89,9 @@ class SidecarPolicy(BaseModel):
     BackoffMaxSeconds: float = Field(default=300.0, gt=0)
     # Used when neither the pod nor its deletion carries a grace period.
     DefaultGracePeriodSeconds: int = Field(default=30, ge=0)
+    # The longest grace period a pod or a deletion may ask for: beyond, a pod could hold its
+    # deletion (and its GPUs) for as long as it likes.
+    MaxGracePeriodSeconds: int = Field(default=3600, ge=0)
     # Docker pulls can be slow; a pull that takes longer is reported as ErrImagePull.
     PullTimeoutSeconds: float = Field(default=600.0, gt=0)
     # NVIDIA GPUs: discovery through NVML, allocation to pods.

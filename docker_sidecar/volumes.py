@@ -46,6 +46,7 @@ DIR_MODE = 0o755
 EMPTY_DIR_MODE = 0o777  # Kubernetes emptyDirs are world-writable, whatever user the image runs as
 CLAIM_DIR_MODE = 0o775
 HOST_FILE_MODE = 0o644  # what the kubelet gives FileOrCreate
+MAX_VOLUME_MOUNTS = 256
 
 _KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
@@ -682,7 +683,12 @@ def container_mounts(container: dict[str, Any], volumes: PodVolumes, *, field_pr
     mounts: list[MountSpec] = []
     dirs: list[DirSpec] = []
     targets: dict[str, str] = {}
-    for i, mount in enumerate(container.get("volumeMounts") or []):
+    listed = container.get("volumeMounts") or []
+    if len(listed) > MAX_VOLUME_MOUNTS:
+        # Each may become a bind mount in the host's mount table, for every attempt.
+        raise VolumeError(f"{field_prefix}.volumeMounts has {len(listed)} entries; this node "
+                          f"mounts at most {MAX_VOLUME_MOUNTS} per container")
+    for i, mount in enumerate(listed):
         where = f"{field_prefix}.volumeMounts[{i}]"
         if not isinstance(mount, dict):
             raise VolumeError(f"{where}: expected a volumeMount object")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,17 @@ def test_apparmor_unconfined_cannot_come_in_as_a_localhost_profile(p):
     refused(p, BASELINE, "forbidden AppArmor profile")
     refused(p, RESTRICTED, "forbidden AppArmor profile")
 
+
+
+@pytest.mark.parametrize("prefix, overlap", [
+    ("/", "/srv/interlink"), ("/srv", "/srv/interlink"), ("/srv/interlink/pods", "/srv/interlink"),
+    ("/var/lib", "/var/lib/docker"), ("/run", "/run"), ("/data", None)])
+def test_host_path_prefixes_cannot_reach_the_data_root_or_docker(prefix, overlap):
+    from docker_sidecar.cli import host_path_problem
+
+    problem = host_path_problem([prefix], [Path("/srv/interlink"), Path("/var/lib/docker"),
+                                           Path("/run")])
+    if overlap is None:
+        assert problem is None
+    else:
+        assert problem is not None and "Sidecar.HostPathPrefixes" in problem and overlap in problem

@@ -434,3 +434,21 @@ def test_pins_a_host_reboot_dropped_are_made_again(own_sidecar, tmp_path):
     assert "pinned the mounts of container main again" in sc.proc.output()
     sc.delete(p)
     assert (data / "users-file").exists()
+
+
+def test_a_subpath_may_still_name_one_file_of_a_claim(node):
+    claim = f"file-{uuid.uuid4().hex[:6]}"
+    stored = node.data_root / "claims" / "tests" / claim
+    stored.mkdir(parents=True)
+    (stored / "app.ini").write_text("colour=blue\n")
+    p = pod("file-subpath", [container("main", "cat /etc/app.ini; sleep 30",
+                                       volumeMounts=[{"name": "c", "mountPath": "/etc/app.ini",
+                                                      "subPath": "app.ini"}])],
+            volumes=[{"name": "c", "persistentVolumeClaim": {"claimName": claim}}])
+    node.run(create_body(p))
+    deadline = time.monotonic() + 20
+    while "colour=blue" not in node.logs(p, "main").text:
+        assert time.monotonic() < deadline, node.logs(p, "main").text
+        time.sleep(0.2)
+    node.delete(p)
+    assert (stored / "app.ini").read_text() == "colour=blue\n"
