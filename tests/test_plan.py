@@ -599,3 +599,9 @@ def test_containers_join_the_infra_namespaces(plan: Planner) -> None:
         config = container_host_config(c, result.infra.docker_name)
         assert config["network_mode"] == f"container:{result.infra.docker_name}"
         assert config["ipc_mode"] == f"container:{result.infra.docker_name}"
+
+
+def test_grace_period_is_capped_by_the_node(plan: Planner) -> None:
+    p = pod("p", [container("c")], terminationGracePeriodSeconds=10**12)
+    assert plan(p).grace_period == SidecarPolicy().MaxGracePeriodSeconds
+    assert plan(p, policy=SidecarPolicy(MaxGracePeriodSeconds=5)).grace_period == 5

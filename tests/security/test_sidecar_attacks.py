@@ -452,3 +452,13 @@ def test_a_subpath_may_still_name_one_file_of_a_claim(node):
         time.sleep(0.2)
     node.delete(p)
     assert (stored / "app.ini").read_text() == "colour=blue\n"
+
+
+def test_a_huge_grace_period_cannot_wedge_a_deletion(node):
+    p = pod("forever", [container("main", "trap 'exit 0' TERM; sleep 3600 & wait")],
+            grace=10**12)
+    node.run(create_body(p))
+    p["metadata"]["deletionGracePeriodSeconds"] = 10**12
+    r = node.delete(p)
+    assert r.status_code == 200, r.text
+    assert pod_containers(node, p) == []
