@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 NOBODY = 65534
 
@@ -29,6 +33,20 @@ def socket_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix="il-sock-", dir="/tmp"))
     os.chmod(path, 0o755)
     return path
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A ``socket_dir`` for one test, removed after it."""
+    path = socket_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_as(uid: int, gid: int, *command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as host user ``uid:gid`` with no other groups."""
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                           *command], capture_output=True, text=True, timeout=30)
 
 
 def connect_as(path: str | Path, *, uid: int = NOBODY, gid: int = NOBODY) -> str:

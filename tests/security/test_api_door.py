@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hostuser import NOBODY, connect_as, socket_dir
+from hostuser import NOBODY, connect_as, sock_dir  # noqa: F401 (a fixture)
 from procs import Proc, free_port, start_api
 from raw_http import RawResponse, send
 
@@ -108,12 +107,6 @@ def test_allowed_hosts_extend_what_host_may_name(tmp_path: Path, plugin: Any) ->
     finally:
         proc.stop()
 
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = socket_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def unix_call(path: Path, host: str) -> RawResponse:

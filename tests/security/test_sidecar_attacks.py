@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Sidecar, start_test_sidecar
+from hostuser import run_as
 from docker_sidecar.pinned_mounts import unpin_below
 from kube import container, create_body, pod, secret, state_of
 
@@ -338,11 +338,6 @@ def test_deleting_a_pod_never_deletes_through_its_pinned_mounts(node, tmp_path):
 # --- 6. files on the node ----------------------------------------------------------------------
 
 
-def as_user(uid: int, gid: int, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                           *command], capture_output=True, text=True)
-
-
 def test_a_pods_files_are_out_of_reach_of_other_host_users(node):
     p = pod("private", [container("main", "cat /secret/token; echo; touch /scratch/x; "
                                   "echo msg > /dev/termination-log; sleep 30",
@@ -367,11 +362,11 @@ def test_a_pods_files_are_out_of_reach_of_other_host_users(node):
         assert path.exists(), what
         # The host user that has the pod's uid and group, and an unrelated one.
         for uid, gid in ((1000, 100), (65534, 65534)):
-            read = as_user(uid, gid, "cat", str(path))
+            read = run_as(uid, gid, "cat", str(path))
             assert read.returncode != 0 and "Permission denied" in read.stderr, (what, read)
-            write = as_user(uid, gid, "sh", "-c", f"echo x >> {path}")
+            write = run_as(uid, gid, "sh", "-c", f"echo x >> {path}")
             assert write.returncode != 0, (what, write)
-    planted = as_user(1000, 100, "touch", str(pod_dir / "volumes" / "scratch" / "planted"))
+    planted = run_as(1000, 100, "touch", str(pod_dir / "volumes" / "scratch" / "planted"))
     assert planted.returncode != 0
     for d in (node.data_root / "pods", node.data_root / "claims", pod_dir):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d

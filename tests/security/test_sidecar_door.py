@@ -8,7 +8,6 @@ is checked to carry the shared token, re-read when the file is rotated."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hostuser import connect_as, socket_dir
+from hostuser import connect_as, sock_dir  # noqa: F401 (a fixture)
 from procs import Proc, env_for_children, free_port, start_api, write_config
 
 TOKEN = "9f2c4e6a8b0d1f3e5a7c9e1b3d5f7a9c"  # the shared token; nothing token-shaped about it
@@ -126,12 +125,6 @@ def test_token_is_required_on_loopback_too(docker_client: Any, tmp_path: Path) -
     finally:
         proc.stop()
 
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = socket_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_sidecar_socket_is_for_its_own_user_only(docker_client: Any, tmp_path: Path,
