@@ -57,6 +57,15 @@ def pod_containers(sc: Sidecar, p: dict) -> list:
     return sc.docker.containers.list(all=True, filters={"label": f"io.interlink.pod.uid={uid}"})
 
 
+def logged(sc: Sidecar, p: dict, name: str, text: str, timeout: float = 20.0) -> str:
+    """Wait until the container's log says ``text``; the log."""
+    deadline = time.monotonic() + timeout
+    while text not in (logs := sc.logs(p, name).text):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.2)
+    return logs
+
+
 def waiting_reason(sc: Sidecar, p: dict, name: str, timeout: float = 30.0) -> dict:
     def stuck(status: dict) -> bool:
         waiting = state_of(status, name)["state"].get("waiting") or {}
@@ -132,10 +141,7 @@ def test_allowed_security_settings_reach_docker(node):
     assert "no-new-privileges:true" in host["SecurityOpt"]
     infra = node.docker.containers.get(host["NetworkMode"].split(":", 1)[1])
     assert infra.attrs["HostConfig"]["Sysctls"] == {"net.ipv4.ping_group_range": "0 2147483647"}
-    deadline = time.monotonic() + 20
-    while "2147483647" not in node.logs(p, "main").text:
-        assert time.monotonic() < deadline, node.logs(p, "main").text
-        time.sleep(0.2)
+    logged(node, p, "main", "2147483647")
     node.delete(p)
 
 
@@ -212,10 +218,7 @@ def test_restricted_level(docker_client, tmp_path):
             securityContext={"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {
                 "type": "Localhost", "localhostProfile": "no-mkdir.json"}})
         sc.run(create_body(local))
-        deadline = time.monotonic() + 20
-        while "mkdir-denied" not in sc.logs(local, "main").text:
-            assert time.monotonic() < deadline, sc.logs(local, "main").text
-            time.sleep(0.2)
+        logged(sc, local, "main", "mkdir-denied")
         sc.delete(local)
     finally:
         sc.proc.stop()
@@ -234,11 +237,7 @@ def test_a_kubespawner_pod_runs_unchanged_under_baseline(node):
         securityContext={"fsGroup": 100},
         volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}])
     node.run(create_body(p))
-    deadline = time.monotonic() + 20
-    while "ready" not in node.logs(p, "notebook").text:
-        assert time.monotonic() < deadline, node.logs(p, "notebook").text
-        time.sleep(0.2)
-    assert "uid=1000" in node.logs(p, "notebook").text
+    assert "uid=1000" in logged(node, p, "notebook", "ready")
     node.delete(p)
 
 
@@ -347,10 +346,7 @@ def test_a_pods_files_are_out_of_reach_of_other_host_users(node):
             volumes=[{"name": "s", "secret": {"secretName": "creds"}},
                      {"name": "scratch", "emptyDir": {}}])
     node.run(create_body(p, secrets=[secret("creds", {"token": "hunter2"})]))
-    deadline = time.monotonic() + 20
-    while "hunter2" not in node.logs(p, "main").text:  # the pod itself reads its secret
-        assert time.monotonic() < deadline, node.logs(p, "main").text
-        time.sleep(0.2)
+    logged(node, p, "main", "hunter2")  # the pod itself reads its secret
     pod_dir = node.data_root / "pods" / p["metadata"]["uid"]
     files = {
         "secret": pod_dir / "volumes" / "s" / "token",
@@ -441,10 +437,7 @@ def test_a_subpath_may_still_name_one_file_of_a_claim(node):
                                                       "subPath": "app.ini"}])],
             volumes=[{"name": "c", "persistentVolumeClaim": {"claimName": claim}}])
     node.run(create_body(p))
-    deadline = time.monotonic() + 20
-    while "colour=blue" not in node.logs(p, "main").text:
-        assert time.monotonic() < deadline, node.logs(p, "main").text
-        time.sleep(0.2)
+    logged(node, p, "main", "colour=blue")
     node.delete(p)
     assert (stored / "app.ini").read_text() == "colour=blue\n"
 
