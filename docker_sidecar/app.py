@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from interlink_common.door import Door
 from interlink_common.identity import IdentityError, check_pod_identity, check_uid
 from interlink_common.logconfig import redact
 from interlink_common.observe import RequestObserver
@@ -215,9 +216,24 @@ def node_resources(engine: Engine, policy: Any) -> tuple[NodeResources, NodeFact
     return resources, node
 
 
-def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
-    """The sidecar's app; with ``token``, every call but /healthz must carry it (401)."""
+def create_app(sidecar: Sidecar, token: TokenFile | None = None,
+               door: Door | None = None) -> FastAPI:
+    """The sidecar's app; with ``token``, every call but /healthz must carry it (401).
+
+    ``door`` holds the checks against forged browser requests (``interlink_common/door.py``)
+    for a listener without a credential: a foreign Host is 421, a body that is not JSON 415.
+    """
     manager = sidecar.manager
+
+    def refused(request: Request, body: bytes | None) -> Response | None:
+        if door is None:
+            return None
+        answer = door.check_host(request) if body is None else door.check_body_type(request,
+                                                                                   body)
+        if answer is not None:
+            log.warning("refused %s %s from a possible browser page: %s", request.method,
+                        request.url.path, answer.body.decode()[:160])
+        return answer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -244,7 +260,11 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
     def endpoint(handler: Any) -> Any:
         async def run(request: Request) -> Response:
             try:
-                return await handler(await read_body(request, manager.policy.MaxBodyBytes))
+                answer = refused(request, None)
+                if answer is not None:
+                    return answer
+                body = await read_body(request, manager.policy.MaxBodyBytes)
+                return refused(request, body) or await handler(body)
             except RequestTooLarge as exc:
                 return PlainTextResponse(str(exc), status_code=413)
             except WireError as exc:
@@ -260,10 +280,18 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None) -> FastAPI:
                           ("/status", sidecar.status), ("/getLogs", sidecar.get_logs)):
         app.add_api_route(path, endpoint(handler), methods=ANY_METHOD)
     app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), methods=["GET", "HEAD"])
-    app.add_api_route("/metrics", lambda: Response(
-        sidecar.metrics.render(sidecar.phases, sidecar.gpu_report),
-        media_type=sidecar.metrics.content_type), methods=["GET"])
-    app.add_api_route("/gpus", sidecar.gpu_report, methods=["GET"])
+
+    # Read-only, but DNS rebinding would let a page read them: pod names, GPU holders.
+    async def metrics(request: Request) -> Response:
+        return refused(request, None) or Response(
+            sidecar.metrics.render(sidecar.phases, sidecar.gpu_report),
+            media_type=sidecar.metrics.content_type)
+
+    async def gpus(request: Request) -> Response:
+        return refused(request, None) or Response(dumps(sidecar.gpu_report()), media_type=JSON)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"])
+    app.add_api_route("/gpus", gpus, methods=["GET"])
     app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _: (
         sidecar.metrics.requests.labels(route, str(status)).inc()))
     if token is not None:

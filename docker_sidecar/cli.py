@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import resource
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from interlink_common.config import ConfigError, InterLinkConfig
+from interlink_common.door import Door
 from interlink_common.listen import Listener, parse_listener
 from interlink_common.plugin_auth import TokenFile, TokenFileError
 from interlink_common.program import config_errors_exit, start
@@ -87,8 +89,18 @@ def host_path_problem(prefixes: list[str], protected: list[Path]) -> str | None:
     return None
 
 
+def raise_open_files_limit(want: int = 65536) -> None:
+    """Open log streams, Docker connections and usage walks each hold descriptors; a soft
+    limit of 1024 (systemd's default) is too few for a full node. The hard limit stays."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = start("docker-sidecar", __doc__, argv, extra_sections={"Sidecar": SidecarPolicy})
+    raise_open_files_limit()
     policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
     with config_errors_exit("docker-sidecar"):
         listener = sidecar_listener(cfg)
@@ -100,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     except TokenFileError as exc:
         sys.exit(f"docker-sidecar: {exc}")
     if token is None:
-        log.info("no PluginTokenFile: calls are not authenticated (listening on %s only)",
-                 listener.describe())
+        log.info("no PluginTokenFile: calls are not authenticated (listening on %s only; "
+                 "bodies must be JSON and Host this server's name)", listener.describe())
 
     from docker.errors import DockerException
 
@@ -137,7 +149,11 @@ def main(argv: list[str] | None = None) -> None:
                          gpus=inventory)
     log.info("data root %s; node %s with %s CPUs and %s memory", data_root, node.name,
              resources.cpu, resources.memory)
-    serve(create_app(Sidecar(manager, engine, metrics, resources), token), listener,
+    # A browser page can reach loopback TCP, but not a unix socket, and it can present
+    # neither the bearer token nor the API server's client certificate.
+    credential = token is not None or bool(listener.client_ca)
+    door = None if credential or listener.scheme == "unix" else Door.for_listener(listener, cfg)
+    serve(create_app(Sidecar(manager, engine, metrics, resources), token, door), listener,
           name="docker-sidecar", socket_group=cfg.SocketGroup)
 
 

@@ -6,7 +6,8 @@ itself measures (``du``, or project quotas where the filesystem has them) and ev
 filesystem per volume would need a loop device and ``mkfs`` per pod (root, a kernel with loop
 devices, space reserved up front, mounts to clean up after a crash), and project quotas need
 an XFS or ext4 data root mounted with quotas on, which a node cannot be assumed to have. A
-scan needs nothing, costs one walk of each limited volume per interval (none for volumes
+scan (``disk_usage.py``: by file descriptor, never through a symlink the pod swaps in) needs
+nothing, costs one walk of each limited volume per interval (none for volumes
 without a limit) on a thread of its own, so a volume of many small files slows only its own
 eviction, never a Docker call.
 
@@ -21,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from interlink_common.wire import ContainerStateTerminated
 
 from . import labels as L
+from .disk_usage import TooDeep, disk_usage
 from .quantity import QuantityError, byte_count
 from .status import terminated_from_docker
 
@@ -70,37 +70,6 @@ def limited_dirs(pod: dict[str, Any], sources: dict[str, Any]) -> list[LimitedDi
         out.append(LimitedDir(volume["name"], Path(source.source), limit,
                               str(empty["sizeLimit"])))
     return out
-
-
-def disk_usage(root: Path) -> int:
-    """Bytes allocated under ``root``, as ``du`` counts them: blocks (a sparse file costs what
-    it stores), hard links once, symlinks not followed, other filesystems mounted inside not
-    entered."""
-    try:
-        top = os.lstat(root)
-    except OSError:
-        return 0
-    total = top.st_blocks * 512
-    seen: set[tuple[int, int]] = set()
-    stack = [root]
-    while stack:
-        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # removed while we looked
-                if st.st_dev != top.st_dev:
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_blocks * 512
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(Path(entry.path))
-    return total
 
 
 @dataclass(frozen=True)
@@ -152,12 +121,22 @@ def container_usage(c: LimitedContainer) -> int:
 
 def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = ()) -> str:
     """The kubelet's eviction message for the first volume or container over its limit, or
-    ""."""
+    "". Usage that cannot be measured (``TooDeep``) counts as over: data could hide below."""
     for d in dirs:
-        if disk_usage(d.path) > d.limit:
+        try:
+            over = disk_usage(d.path) > d.limit
+        except TooDeep as exc:
+            return (f'Usage of EmptyDir volume "{d.volume}" cannot be measured against the '
+                    f'limit "{d.limit_text}": {exc}.')
+        if over:
             return f'Usage of EmptyDir volume "{d.volume}" exceeds the limit "{d.limit_text}".'
     for c in containers:
-        if container_usage(c) > c.limit:
+        try:
+            over = container_usage(c) > c.limit
+        except TooDeep as exc:
+            return (f'Container {c.name} cannot be measured against its local ephemeral '
+                    f'storage limit "{c.limit_text}": {exc}.')
+        if over:
             return (f'Container {c.name} exceeded its local ephemeral storage limit '
                     f'"{c.limit_text}".')
     return ""

@@ -276,7 +276,7 @@ def remove_tree(root: Path, path: Path) -> None:
                 return
             top = _open_child_dir(parent, rel.name, root, rel)
             try:
-                if _mount_id(top) != _mount_id(parent):
+                if mount_id(top) != mount_id(parent):
                     raise UnsafePath(errno.EBUSY, f"{path} is a mount point; not removing it")
                 _empty_dir(top, path)
             finally:
@@ -288,7 +288,7 @@ def remove_tree(root: Path, path: Path) -> None:
 
 def _empty_dir(top: int, path: Path) -> None:
     """Delete everything inside the opened directory ``top``, depth first, without recursion."""
-    mount = _mount_id(top)
+    mount = mount_id(top)
     # Each frame: an open directory, the names left to look at, and its name in its parent.
     stack: list[tuple[int, list[str], str]] = [(top, os.listdir(top), "")]
     try:
@@ -310,7 +310,7 @@ def _empty_dir(top: int, path: Path) -> None:
                     os.unlink(name, dir_fd=fd)
                 continue
             child = os.open(name, _DIR | os.O_RDONLY, dir_fd=fd)
-            if _mount_id(child) != mount:
+            if mount_id(child) != mount:
                 os.close(child)
                 raise UnsafePath(errno.EBUSY, f"{path}: {name!r} is a mount point; not "
                                  "removing what is below it")
@@ -320,7 +320,7 @@ def _empty_dir(top: int, path: Path) -> None:
             os.close(fd)
 
 
-def _mount_id(fd: int) -> int:
+def mount_id(fd: int) -> int:
     """The mount an open file is on (bind mounts of one filesystem share ``st_dev``)."""
     with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
         for line in f:

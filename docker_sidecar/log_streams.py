@@ -7,8 +7,10 @@ however many clients follow. Where the engine is reached in a way httpx cannot s
 ssh), logs fall back to docker-py's blocking stream read on a pool of their own, sized to the
 follow cap, which again leaves the default executor alone.
 
-Concurrent follows are capped per pod (``Sidecar.MaxLogFollowsPerPod``) and in total
+Concurrent streams are capped per pod (``Sidecar.MaxLogFollowsPerPod``) and in total
 (``Sidecar.MaxLogFollows``); beyond that, ``open`` refuses with ``TooManyStreams`` (HTTP 429).
+Reads without ``Follow`` count too: they end by themselves only when the client reads them, and
+a client that stops reading holds its Docker connection as long as a follow would.
 A stream gives its slot and its Docker connection back when it ends, when the client goes
 away (Starlette cancels the body iterator on disconnect) or when the response is dropped
 before it started (``Stream.close``, also run as the response's background task).
@@ -36,7 +38,7 @@ _HEADER = struct.Struct(">BxxxL")
 
 
 class TooManyStreams(Exception):
-    """A follow over a cap; the message names the cap and its key."""
+    """A stream over a cap; the message names the cap and its key."""
 
 
 class LogStreamError(Exception):
@@ -81,14 +83,14 @@ class LogStreams:
         self.engine = engine
         self.per_pod = per_pod
         self.total = total
-        self.following: Counter[str] = Counter()
+        self.open_streams: Counter[str] = Counter()
         url = parse_host(docker_host if docker_host is not None else
                          os.environ.get("DOCKER_HOST"), False,
                          os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0"))
         self._client: httpx.AsyncClient | None = None
         self._pool: ThreadPoolExecutor | None = None
-        # Follows are capped; non-follow reads end by themselves. No pool limit, so that a
-        # capped number of idle follows can never make another read wait for a connection.
+        # Streams are capped by ``_reserve``. No pool limit here, so that the capped number of
+        # idle follows can never make another read wait for a connection.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=8)
         timeout = httpx.Timeout(30.0, read=None)
         if url.startswith("http+unix://"):
@@ -105,36 +107,34 @@ class LogStreams:
         return self._client is not None
 
     def _reserve(self, pod_uid: str, pod_ref: str) -> None:
-        if sum(self.following.values()) >= self.total:
+        if sum(self.open_streams.values()) >= self.total:
             raise TooManyStreams(
-                f"{self.total} log streams are following already, the most this node allows "
+                f"{self.total} log streams are open already, the most this node allows "
                 "(Sidecar.MaxLogFollows); close one, or raise Sidecar.MaxLogFollows in the "
                 "sidecar config")
-        if self.following[pod_uid] >= self.per_pod:
+        if self.open_streams[pod_uid] >= self.per_pod:
             raise TooManyStreams(
-                f"{self.per_pod} log streams are following pod {pod_ref} already, the most "
+                f"{self.per_pod} log streams of pod {pod_ref} are open already, the most "
                 "one pod allows (Sidecar.MaxLogFollowsPerPod); close one, or raise "
                 "Sidecar.MaxLogFollowsPerPod in the sidecar config")
-        self.following[pod_uid] += 1
+        self.open_streams[pod_uid] += 1
 
     def _release(self, pod_uid: str) -> None:
-        self.following[pod_uid] -= 1
-        if self.following[pod_uid] <= 0:
-            del self.following[pod_uid]
+        self.open_streams[pod_uid] -= 1
+        if self.open_streams[pod_uid] <= 0:
+            del self.open_streams[pod_uid]
 
     async def open(self, cid: str, params: LogParams, *, tty: bool, pod_uid: str,
                    pod_ref: str) -> Stream:
         """Start reading; raises ``TooManyStreams`` or ``LogStreamError`` before any byte."""
-        if params.follow:
-            self._reserve(pod_uid, pod_ref)
+        self._reserve(pod_uid, pod_ref)
         try:
             if self._client is not None:
                 chunks, close_source = await self._open_async(cid, params, tty)
             else:
                 chunks, close_source = await self._open_threaded(cid, params)
         except BaseException:
-            if params.follow:
-                self._release(pod_uid)
+            self._release(pod_uid)
             raise
 
         async def close() -> None:
@@ -143,8 +143,7 @@ class LogStreams:
             try:
                 await close_source()
             finally:
-                if params.follow:
-                    self._release(pod_uid)
+                self._release(pod_uid)
 
         return Stream(chunks, close)
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from interlink_common.config import InterLinkConfig
+from interlink_common.door import Door
 from interlink_common.identity import IdentityError, check_label, check_pod_identity, \
     check_subdomain, check_uid
 from interlink_common.listen import Listener
@@ -36,7 +38,6 @@ from interlink_common.wire import (
 
 from .auth import AuthError, OIDCValidator
 from .cache import StatusCache
-from .door import Door
 from .log_request import log_request_error
 from .metrics import APIMetrics
 from .plugin import (
@@ -81,6 +82,7 @@ class APIServer:
     validator: OIDCValidator | None
     # Checks against forged browser requests; None when tokens are validated (or in-process).
     door: Door | None = None
+    open_log_streams: int = 0
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -173,7 +175,9 @@ class APIServer:
             if not isinstance(meta, dict):
                 raise WireError(f"status request: pod [{i}] has no metadata")
             uid = _identity(f"status request: pod [{i}]", _status_identity, meta)
-            phase = ((pod.get("status") or {}).get("phase")) or ""
+            status = pod.get("status")
+            phase = status.get("phase") if isinstance(status, dict) else ""
+            phase = phase if isinstance(phase, str) else ""
             uids.append(uid)
             if self.cache.needs_refresh(uid, phase):
                 stale.append(pod)
@@ -183,7 +187,7 @@ class APIServer:
                 return self.plugin_error("/status", reply)
             try:
                 statuses = json.loads(reply.body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 statuses = None
             if not isinstance(statuses, list):
                 return PlainTextResponse(
@@ -199,11 +203,35 @@ class APIServer:
         problem = log_request_error(req)
         if problem:
             return PlainTextResponse(problem, status_code=400)
-        resp = await self.plugin.open_stream("GET", "/getLogs", dumps(req.to_wire()),
-                                             call.session, follow=req.Opts.Follow)
+        limit = self.cfg.MaxLogStreams
+        if self.open_log_streams >= limit:
+            log.warning("refused a log stream for pod %s/%s: %d are open (MaxLogStreams)",
+                        req.Namespace, req.PodName, limit)
+            return PlainTextResponse(
+                f"{limit} log streams are open through this API server already, the most it "
+                "allows (MaxLogStreams); close one, or raise MaxLogStreams in the config",
+                status_code=429)
+        self.open_log_streams += 1
+        try:
+            resp = await self.plugin.open_stream("GET", "/getLogs", dumps(req.to_wire()),
+                                                 call.session, follow=req.Opts.Follow)
+        except BaseException:
+            self.open_log_streams -= 1
+            raise
+        closed = False
+
+        async def close() -> None:
+            # Run as the response's background task too: a client that leaves before the
+            # first byte never starts the relay, so its finally would never run.
+            nonlocal closed
+            if not closed:
+                closed = True
+                self.open_log_streams -= 1
+                await resp.aclose()
+
         if resp.status_code != 200:
             body = await read_limited(resp)
-            await resp.aclose()
+            await close()
             return self.plugin_error("/getLogs", PluginReply(resp.status_code, body, ""))
 
         async def relay() -> AsyncIterator[bytes]:
@@ -211,10 +239,10 @@ class APIServer:
                 async for chunk in resp.aiter_bytes():
                     yield chunk
             finally:
-                await resp.aclose()
+                await close()
 
-        return StreamingResponse(relay(), media_type=resp.headers.get("content-type",
-                                                                      "text/plain"))
+        return StreamingResponse(relay(), background=BackgroundTask(close),
+                                 media_type=resp.headers.get("content-type", "text/plain"))
 
     async def ping(self, call: Call) -> Response:
         try:
@@ -236,7 +264,7 @@ class APIServer:
         where = "body"
         try:
             parsed = json.loads(call.body) if call.body.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, str):
             uid = parsed
@@ -345,6 +373,7 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
     plugin = PluginClient(cfg.sidecar_base, connect_timeout=cfg.PluginConnectTimeoutSeconds,
                           timeout=cfg.PluginTimeoutSeconds,
                           max_connections=cfg.PluginMaxConnections,
+                          max_log_streams=cfg.MaxLogStreams,
                           observe=metrics.observe_plugin,
                           token=TokenFile(cfg.PluginTokenFile) if cfg.PluginTokenFile else None,
                           ssl_context=client_tls(cfg.PluginTLS)

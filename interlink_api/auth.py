@@ -89,7 +89,8 @@ def _b64url_json(segment: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         return json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as err:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as err:
+        # RecursionError: JSON nested deeper than the parser's stack, sent before any check.
         raise _unauthorized("malformed", "token is not a valid JWT") from err
 
 
@@ -284,7 +285,7 @@ class OIDCValidator:
                 raise _unauthorized("malformed", "token is not a valid JWS") from err
             try:
                 claims = json.loads(obj.payload)
-            except (ValueError, UnicodeDecodeError) as err:
+            except (ValueError, UnicodeDecodeError, RecursionError) as err:
                 raise _unauthorized("malformed", "token payload is not JSON") from err
             if not isinstance(claims, dict):
                 raise _unauthorized("malformed", "token payload is not an object")

@@ -65,10 +65,11 @@ class PluginReply:
 
 
 class PluginClient:
-    """One pooled ``httpx.AsyncClient`` for every call to the plugin, over TCP or a unix socket."""
+    """Pooled ``httpx.AsyncClient``s to the plugin, over TCP or a unix socket: one for calls,
+    one for log streams, so that open streams never take a connection a call needs."""
 
     def __init__(self, base: str, *, connect_timeout: float, timeout: float,
-                 max_connections: int = 100,
+                 max_connections: int = 100, max_log_streams: int = 200,
                  observe: Callable[[str, str, float], None] | None = None,
                  token: TokenFile | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
@@ -76,15 +77,17 @@ class PluginClient:
         self._token = token
         self._auth = ("", "")  # (token, header value): built again only when the token changes
         timeouts = httpx.Timeout(timeout, connect=connect_timeout)
-        if base.startswith("unix://"):
-            transport = AiohttpTransport(uds=base[len("unix://"):], max_connections=max_connections)
-            base_url = "http://plugin"
-        else:
-            transport = AiohttpTransport(max_connections=max_connections,
-                                         ssl_context=ssl_context)
-            base_url = base
-        self._client = _PluginHTTPClient(base_url=base_url, transport=transport,
-                                         timeout=timeouts, trust_env=False)
+        uds = base[len("unix://"):] if base.startswith("unix://") else None
+        base_url = "http://plugin" if uds else base
+
+        def client(limit: int) -> _PluginHTTPClient:
+            transport = AiohttpTransport(uds=uds, max_connections=limit,
+                                         ssl_context=None if uds else ssl_context)
+            return _PluginHTTPClient(base_url=base_url, transport=transport, timeout=timeouts,
+                                     trust_env=False)
+
+        self._client = client(max_connections)
+        self._logs = client(max_log_streams)
         # Parsed once: URL parsing is a visible share of httpx's per-request cost.
         self._urls = {p: httpx.URL(base_url + p)
                       for p in ("/create", "/delete", "/status", "/getLogs")}
@@ -95,6 +98,7 @@ class PluginClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._logs.aclose()
 
     def _headers(self, session: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", SESSION_HEADER: session}
@@ -127,12 +131,12 @@ class PluginClient:
         while idle: a quiet container is not an error."""
         timeout = httpx.Timeout(None, connect=self._client.timeout.connect) if follow \
             else self._client.timeout
-        request = self._client.build_request(method, self._urls.get(path) or path,
-                                             content=body,
-                                             headers=self._headers(session), timeout=timeout)
+        request = self._logs.build_request(method, self._urls.get(path) or path,
+                                           content=body,
+                                           headers=self._headers(session), timeout=timeout)
         start = time.perf_counter()
         try:
-            resp = await self._client.send(request, stream=True)
+            resp = await self._logs.send(request, stream=True)
         except httpx.HTTPError as exc:
             if self._observe:
                 self._observe(path, "error", time.perf_counter() - start)

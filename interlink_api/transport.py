@@ -55,7 +55,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.get("connect"),
+        # aiohttp's ``connect`` covers waiting for a free pooled connection and dialing a new
+        # one; without it a call would wait for a full pool for ever.
+        waits = [t for t in (timeouts.get("pool"), timeouts.get("connect")) if t is not None]
+        timeout = aiohttp.ClientTimeout(total=None, connect=sum(waits) if waits else None,
+                                        sock_connect=timeouts.get("connect"),
                                         sock_read=timeouts.get("read"))
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "host"]
         try:

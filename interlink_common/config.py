@@ -121,6 +121,9 @@ class InterLinkConfig(_Section):
     PluginConnectTimeoutSeconds: float = Field(default=5.0, gt=0)
     PluginTimeoutSeconds: float = Field(default=60.0, gt=0)
     PluginMaxConnections: int = Field(default=100, ge=1)
+    # /getLogs streams open through the API at once (follow or not); they have a connection
+    # pool of their own, so however many are open, no other call waits for one.
+    MaxLogStreams: int = Field(default=200, ge=1)
     MaxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     LogFormat: Literal["text", "json"] = "text"
     # The credential the API server and the plugin share (interlink_common/plugin_auth.py): a

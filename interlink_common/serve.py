@@ -18,14 +18,33 @@ log = logging.getLogger("interlink.serve")
 
 
 def _clear_stale_socket(path: str) -> None:
-    """Remove a socket file left by a previous run; refuse to remove anything else."""
+    """Remove a socket file left by a previous run; refuse to remove anything else, and refuse
+    a directory where another user could swap the socket for something else."""
     p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    problem = _directory_problem(p.parent)
+    if problem:
+        raise SystemExit(problem)
     if not p.exists() and not p.is_symlink():
-        p.parent.mkdir(parents=True, exist_ok=True)
         return
     if not stat.S_ISSOCK(p.lstat().st_mode):
         raise SystemExit(f"{path} exists and is not a socket; refusing to replace it")
     p.unlink()
+
+
+def _directory_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot hold our socket: someone other than root or us owns it, or can
+    rename entries in it (group- or world-writable without the sticky bit)."""
+    st = os.stat(directory)
+    if st.st_uid not in (0, os.geteuid()):
+        return (f"{directory} belongs to uid {st.st_uid}: another user could replace the "
+                "socket in it; put the socket in a directory of root's or this program's "
+                "user (e.g. /run/interlink, mode 0755)")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        return (f"{directory} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}) "
+                "without the sticky bit: anyone could replace the socket in it; use a "
+                "directory only its owner writes (chmod go-w, e.g. /run/interlink 0755)")
+    return None
 
 
 def _group_id(group: str) -> int:
@@ -40,22 +59,26 @@ def unix_socket(path: str, group: str = "") -> socket.socket:
     """A listening unix socket at ``path``: mode 0600, or 0660 owned by ``group``.
 
     uvicorn's own ``uds`` binding leaves the socket 0666, so any host user could send pods.
-    The mode is set between bind and listen: until listen, a connect is refused whatever
-    the mode, so no one gets in through a wider mode in between.
+    The socket is born with its mode (bound under a umask), so no chmod by path is needed
+    that a swapped entry could redirect; the group is given without following a symlink.
+    Until listen, a connect is refused whatever the owner, so no one gets in in between.
     """
+    gid = _group_id(group) if group else None
     _clear_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
-        os.chmod(path, 0o600)
-        if group:
-            gid = _group_id(group)
+        # Start-up runs before any other thread, so the process-wide umask is ours here.
+        previous = os.umask(0o177 if gid is None else 0o117)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(previous)
+        if gid is not None:
             try:
-                os.chown(path, -1, gid)
+                os.chown(path, -1, gid, follow_symlinks=False)
             except PermissionError:
                 raise SystemExit(f"SocketGroup {group!r}: cannot give {path} to this group; "
                                  "run as root or as a member of the group") from None
-            os.chmod(path, 0o660)
         sock.listen(2048)
     except BaseException:
         sock.close()

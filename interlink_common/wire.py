@@ -397,6 +397,9 @@ def loads(body: bytes, what: str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireError(f"{what}: the request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise WireError(f"{what}: the request body nests arrays or objects too deeply; "
+                        "no pod needs that many levels") from None
 
 
 def validation_message(exc: ValidationError, what: str) -> str:

@@ -30,6 +30,16 @@ def go_request(method: str, path: str, host: str, body: bytes | None, *,
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
 
 
+def browser_request(path: str, host: str, body: bytes, content_type: str | None) -> bytes:
+    """A request as a browser sends it from a foreign page: no preflight is needed for a
+    "simple" content type, or for a Blob body with no type at all."""
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Origin: http://evil.example",
+             "User-Agent: Mozilla/5.0", f"Content-Length: {len(body)}"]
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
 def connect(base: str, timeout: float = 10.0) -> socket.socket:
     if base.startswith("unix://"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -17,6 +17,13 @@ from kube import vk_phase
 from procs import Proc, start_sidecar
 
 
+def _client(proc: Proc) -> httpx.Client:
+    # As the API server calls it: the sidecar refuses an untyped body on a credential-less
+    # loopback listener (a browser could forge one).
+    return httpx.Client(base_url=proc.base, timeout=60,
+                        headers={"Content-Type": "application/json"})
+
+
 class Sidecar:
     """A running ``docker-sidecar`` process and the calls tests make to it."""
 
@@ -25,12 +32,12 @@ class Sidecar:
         self.instance = instance
         self.data_root = data_root
         self.docker = docker_client
-        self.http = httpx.Client(base_url=proc.base, timeout=60)
+        self.http = _client(proc)
 
     def restart(self, proc: Proc) -> None:
         self.proc = proc
         self.http.close()
-        self.http = httpx.Client(base_url=proc.base, timeout=60)
+        self.http = _client(proc)
 
     def respawn(self, tmp: Path, *, kill: bool = True, **kwargs: Any) -> None:
         """Stop the sidecar (SIGKILL, or SIGTERM with ``kill=False``) and start a new process

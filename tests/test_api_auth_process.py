@@ -3,6 +3,7 @@ accepted tokens are forwarded, rejected ones never reach the plugin, tokens neve
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import ssl
@@ -60,6 +61,7 @@ def test_valid_token_with_group_is_forwarded(api, plugin, issuer):
     ("none", 401, "invalid_token"),
     ("hs256", 401, "invalid_token"),
     ("garbage", 401, "invalid_token"),
+    ("nested", 401, "invalid_token"),  # a header nested past the JSON parser's stack
     ("no_group", 403, "insufficient_scope"),
 ])
 def test_rejected_tokens_never_reach_the_plugin(api, plugin, issuer, case, status, error):
@@ -72,6 +74,7 @@ def test_rejected_tokens_never_reach_the_plugin(api, plugin, issuer, case, statu
         "none": issuer.none_token(groups),
         "hs256": issuer.hs256_public_key_token(groups),
         "garbage": "not-a-jwt",
+        "nested": base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=") + ".e30.c2ln",
         "no_group": issuer.token({"wlcg.groups": ["/users"]}),
     }[case]
     r = ping(api, token)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from docker_sidecar.docker_config import (
     infra_create_args,
     infra_host_config,
 )
+from docker_sidecar.disk_usage import MAX_DEPTH, TooDeep, disk_usage
 from docker_sidecar.eviction import (
-    disk_usage,
     evicted_state,
     limited_containers,
     limited_dirs,
@@ -127,6 +128,38 @@ def test_disk_usage_counts_blocks_once_and_does_not_follow_links(tmp_path) -> No
         f.truncate(1 << 40)  # a sparse terabyte stores nothing
     used = disk_usage(root)
     assert 1 << 20 <= used < 2 << 20
+
+
+def test_disk_usage_does_not_enter_a_mount_inside(tmp_path) -> None:
+    """A claim or host path bind-mounted inside a volume is not the volume's usage."""
+    root, other = tmp_path / "vol", tmp_path / "claim"
+    (root / "mnt").mkdir(parents=True)
+    other.mkdir()
+    (other / "big").write_bytes(os.urandom(4 << 20))
+    subprocess.run(["mount", "--bind", str(other), str(root / "mnt")], check=True)
+    try:
+        assert disk_usage(root) < 1 << 20
+    finally:
+        subprocess.run(["umount", str(root / "mnt")], check=True)
+
+
+def test_nesting_too_deep_to_measure_counts_as_over_the_limit(tmp_path) -> None:
+    """Data hidden below more levels than the walk holds descriptors for cannot escape."""
+    p = pod("p", [container("c")], volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}])
+    dirs = limited_dirs(p, plan_of(tmp_path, p).volumes.sources)
+    dirs[0].path.mkdir(parents=True)
+    fd = os.open(dirs[0].path, os.O_RDONLY)
+    for _ in range(MAX_DEPTH + 1):  # deeper than PATH_MAX lets a path name: walk by fd
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+    with pytest.raises(TooDeep):
+        disk_usage(dirs[0].path)
+    message = over_limit(dirs)
+    assert message.startswith('Usage of EmptyDir volume "scratch" cannot be measured')
+    assert f"deeper than {MAX_DEPTH} levels" in message
 
 
 def test_over_limit_names_the_volume_and_limit_as_the_kubelet_does(tmp_path) -> None:
@@ -258,7 +291,7 @@ def test_follow_caps_and_release_on_the_threaded_fallback() -> None:
         assert [c async for c in chunks] == [b"one\n", b"t"]  # Bytes: the first 5
         assert engine.streams[0].closed.is_set()  # the blocked reader thread was let go
         await second.close()
-        assert engine.streams[1].closed.is_set() and not streams.following
+        assert engine.streams[1].closed.is_set() and not streams.open_streams
         again = await streams.open("c1", follow, tty=False, pod_uid="a", pod_ref="ns/a")
         await again.close()
         await streams.aclose()

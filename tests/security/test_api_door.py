@@ -19,7 +19,7 @@ import pytest
 
 from hostuser import NOBODY, connect_as, sock_dir  # noqa: F401 (a fixture)
 from procs import Proc, free_port, start_api
-from raw_http import RawResponse, send
+from raw_http import RawResponse, browser_request, send
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREATE = (FIXTURES / "legacy_create_configmap_secret.json").read_bytes()
@@ -36,16 +36,6 @@ def api(tmp_path: Path, plugin: Any) -> Iterator[Proc]:
     proc = start_api(tmp_path, sidecar_keys(plugin))
     yield proc
     proc.stop()
-
-
-def browser_request(path: str, host: str, body: bytes, content_type: str | None) -> bytes:
-    """A request as a browser sends it from a foreign page: no preflight is needed for a
-    "simple" content type, or for a Blob body with no type at all."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Origin: http://evil.example",
-             "User-Agent: Mozilla/5.0", f"Content-Length: {len(body)}"]
-    if content_type is not None:
-        lines.append(f"Content-Type: {content_type}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def port_of(proc: Proc) -> str:

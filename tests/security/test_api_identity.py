@@ -122,3 +122,23 @@ def test_update_cache_with_a_forged_uid_is_refused(api: Proc, plugin: Any,
     # What the VKs send still works: legacy raw UID bytes, current the pod.
     for good in (GOOD_UID.encode(), json.dumps(GOOD["pod"]).encode()):
         assert call(api, "POST", "/updateCache", good).body == b"Updated cache"
+
+
+@pytest.mark.parametrize("path", ["/create", "/delete", "/status", "/getLogs", "/updateCache"])
+def test_a_body_nested_past_the_parser_is_400_not_a_crash(api: Proc, plugin: Any,
+                                                          path: str) -> None:
+    r = call(api, "POST", path, b"[" * 100_000)
+    assert r.status == 400, r.body[:300]
+    assert len(r.body) < 2000  # the message does not echo the body back
+    assert plugin.requests() == []
+    assert "Traceback" not in api.output()
+
+
+@pytest.mark.parametrize("status", ["Running", 7, [], {"phase": ["Running"]}])
+def test_status_with_a_pod_status_of_the_wrong_type_is_served(api: Proc, plugin: Any,
+                                                              status: Any) -> None:
+    body = json.dumps([{"metadata": {"uid": GOOD_UID, "namespace": "default", "name": "p"},
+                        "status": status}]).encode()
+    r = call(api, "GET", "/status", body)
+    assert r.status == 200, r.body
+    assert "Traceback" not in api.output()

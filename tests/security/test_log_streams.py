@@ -1,6 +1,8 @@
-"""Log streams cannot starve the sidecar: idle ``Follow`` streams hold no worker thread, so pods
-are still created and deleted while many are open; follows are capped per pod and in total
-(429 naming the key); a client that goes away gives its slot and its Docker connection back."""
+"""Log streams cannot starve the sidecar or the API server: idle ``Follow`` streams hold no
+worker thread, so pods are still created and deleted while many are open; streams are capped
+per pod and in total (429 naming the key); a client that goes away gives its slot and its Docker
+connection back. Through the API, streams have a connection pool of their own: more of them
+than ``PluginMaxConnections`` leave every other call answering."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from kube import container, create_body, pod
+from procs import start_api
 
 FOLLOWS = 80  # more than the 64 worker threads every Docker call shares
 
@@ -105,9 +108,10 @@ def test_follows_are_capped_per_pod_and_in_total_and_freed_on_disconnect(tight):
             over = tight.http.request("GET", "/getLogs", json=log_request(c))
             assert over.status_code == 429
             assert "Sidecar.MaxLogFollows" in over.text and "3" in over.text
-            # Reading without Follow is never capped.
+            # A read without Follow holds a connection as long as its client does not read:
+            # it counts too.
             plain = tight.http.request("GET", "/getLogs", json=log_request(a, follow=False))
-            assert plain.status_code == 200 and plain.text == "hello\n"
+            assert plain.status_code == 429, plain.text
             opened = sockets(pid)
         # The clients went away: their slots and Docker connections are given back.
         wait_for("the sockets to close", lambda: sockets(pid) <= opened - 3)
@@ -117,5 +121,47 @@ def test_follows_are_capped_per_pod_and_in_total_and_freed_on_disconnect(tight):
                 return r.status_code == 200
 
         wait_for("a slot to be free again", accepted)
+        plain = tight.http.request("GET", "/getLogs", json=log_request(a, follow=False))
+        assert plain.status_code == 200 and plain.text == "hello\n"
     for p in (a, b, c):
         tight.delete(p)
+
+
+def test_follows_through_the_api_leave_its_calls_alone(roomy, tmp_path):
+    """Before: the API's follows shared its pool of PluginMaxConnections with every call, so
+    that many idle follows made /create and /status wait for ever."""
+    quiet = quiet_pod("through-api")
+    roomy.run(create_body(quiet))
+    port = int(roomy.proc.base.rsplit(":", 1)[1])
+    api = start_api(tmp_path, {"SidecarURL": "http://127.0.0.1", "SidecarPort": port,
+                               "PluginMaxConnections": 4, "MaxLogStreams": 12})
+    limits = httpx.Limits(max_connections=20)
+    try:
+        with httpx.Client(base_url=api.base, timeout=30, limits=limits) as client, \
+                ExitStack() as stack:
+            streams = [follow(stack, client, quiet) for _ in range(12)]
+            assert all(r.status_code == 200 for r in streams)
+            last = streams[-1].iter_raw()  # kept: a dropped iterator closes its stream
+            assert next(last).startswith(b"hello")
+            for opts in (True, False):
+                over = client.request("GET", "/getLogs", json=log_request(quiet, opts))
+                assert over.status_code == 429, over.text
+                assert "MaxLogStreams" in over.text and "12" in over.text
+            # Three times more calls than the pool holds, all answered.
+            made = pod("api-while-following", [container("main", "exec sleep 3600")], grace=0)
+            assert client.post("/create", json=create_body(made)).status_code == 200
+            for _ in range(12):
+                r = client.request("GET", "/status", json=[made])
+                assert r.status_code == 200 and r.json()[0]["UID"] == made["metadata"]["uid"]
+            assert client.post("/pinglink").status_code == 200
+            assert client.request("POST", "/delete", json=made).status_code == 200
+        # The followers left: their slots come back.
+        with httpx.Client(base_url=api.base, timeout=30) as client:
+            def served() -> bool:
+                r = client.request("GET", "/getLogs", json=log_request(quiet, follow=False))
+                return r.status_code == 200 and r.text == "hello\n"
+
+            wait_for("the API's log slots to be free again", served)
+    finally:
+        api.stop()
+        roomy.delete(quiet)

@@ -7,6 +7,7 @@ is checked to carry the shared token, re-read when the file is rotated."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -19,7 +20,9 @@ import httpx
 import pytest
 
 from hostuser import connect_as, sock_dir  # noqa: F401 (a fixture)
+from kube import container, create_body, pod
 from procs import Proc, env_for_children, free_port, start_api, write_config
+from raw_http import RawResponse, browser_request, send
 
 TOKEN = "9f2c4e6a8b0d1f3e5a7c9e1b3d5f7a9c"  # the shared token; nothing token-shaped about it
 
@@ -127,6 +130,44 @@ def test_token_is_required_on_loopback_too(docker_client: Any, tmp_path: Path) -
 
 
 
+def browser_get(path: str, host: str) -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\n"
+            "User-Agent: Mozilla/5.0\r\n\r\n").encode()
+
+
+def test_browser_page_cannot_drive_a_sidecar_without_token(sidecar: Any) -> None:
+    """The default set-up: the sidecar on loopback with no PluginTokenFile. A page the node's
+    user opens posts a pod to it as a "simple" request, or after rebinding its own name to
+    127.0.0.1: nothing runs, no pod directory appears; the API server's request is served."""
+    target = pod("forged", [container("c", "sleep 60")])
+    uid = target["metadata"]["uid"]
+    body = json.dumps(create_body(target)).encode()
+    base = sidecar.proc.base
+    loopback = base.removeprefix("http://")
+    for content_type in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                         "multipart/form-data; boundary=----x", None):
+        r = send(base, browser_request("/create", loopback, body, content_type))
+        assert r.status == 415, r.body
+        assert b"Content-Type: application/json" in r.body
+    port = loopback.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}"):
+        for path in ("/create", "/delete", "/status", "/getLogs"):
+            r = send(base, browser_request(path, host, body, "application/json"))
+            assert r.status == 421, (host, path, r.body)
+            assert b"AllowedHosts" in r.body
+        for path in ("/gpus", "/metrics"):  # a rebound page could read them
+            assert send(base, browser_get(path, host)).status == 421
+    assert sidecar.docker.containers.list(
+        all=True, filters={"label": f"io.interlink.pod.uid={uid}"}) == []
+    assert not (sidecar.data_root / "pods" / uid).exists()
+    assert "refused POST /create from a possible browser page" in sidecar.proc.output()
+    # The same bytes as the API server sends them: served.
+    r: RawResponse = send(base, browser_request("/create", loopback, body, "application/json"))
+    assert r.status == 200, r.body
+    assert send(base, browser_get("/gpus", loopback)).status == 200
+    assert sidecar.delete(target).status_code == 200
+
+
 def test_sidecar_socket_is_for_its_own_user_only(docker_client: Any, tmp_path: Path,
                                                  sock_dir: Path) -> None:
     path = sock_dir / "sidecar.sock"
@@ -139,8 +180,25 @@ def test_sidecar_socket_is_for_its_own_user_only(docker_client: Any, tmp_path: P
         assert connect_as(path).startswith("refused 13")
         with proc.client(timeout=30) as c:  # its own user (the API server's) gets in
             assert c.request("GET", "/status", content=b"[]").status_code == 200
+            # No browser reaches a unix socket: Host is whatever the client wrote.
+            assert c.get("/gpus", headers={"Host": "anything.example"}).status_code == 200
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("mode, owner", [(0o777, 0), (0o775, 0), (0o755, 1000)])
+def test_socket_where_another_user_could_swap_it_is_refused(tmp_path: Path, mode: int,
+                                                             owner: int) -> None:
+    """Another host user who can rename entries in the socket's directory could put a symlink
+    where the socket was bound, and have the sidecar chmod or chown what it points to."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, owner, -1)
+    shared.chmod(mode)
+    out = refused_at_start(tmp_path, sidecar_config(
+        tmp_path, Socket=f"unix://{shared}/sidecar.sock", SocketGroup="daemon"))
+    assert str(shared) in out and "replace the socket" in out
+    assert not (shared / "sidecar.sock").exists()
 
 
 def test_api_sends_the_token_and_follows_its_rotation(tmp_path: Path, plugin: Any) -> None:

@@ -1,16 +1,18 @@
-"""What a browser page could forge against an API server that checks no tokens.
+"""What a browser page could forge against a server that checks no credential.
 
 Without OIDC the API server listens only on loopback or a unix socket (or behind a proxy with
-``AllowInsecureNoAuth``). A web page the node's user opens can still reach loopback: with a
-"simple" cross-origin request (a ``text/plain`` or form body, no preflight), or through DNS
-rebinding (its own host name resolving to 127.0.0.1, so the request carries that name in
-``Host``). The VK sends neither: every call with a body says ``Content-Type: application/json``
-(legacy 0.1.2+ and current; ``/pinglink`` has no body), and it dials the configured address.
+``AllowInsecureNoAuth``); without ``PluginTokenFile`` the sidecar does the same. A web page the
+node's user opens can still reach loopback: with a "simple" cross-origin request (a
+``text/plain`` or form body, no preflight), or through DNS rebinding (its own host name
+resolving to 127.0.0.1, so the request carries that name in ``Host``). Neither the VK nor the
+API server sends such a request: every call with a body says ``Content-Type: application/json``
+(legacy VK 0.1.2+ and current; ``/pinglink`` has no body), and each dials its configured address.
 
-So, with auth off: a non-empty body must be ``application/json`` (415 otherwise), and on a TCP
-listener ``Host`` must name loopback, the configured address or an ``AllowedHosts`` entry (421
-otherwise). Over a unix socket ``Host`` is whatever the client wrote and a browser cannot
-connect at all, so it is not checked there.
+So, with no credential: a non-empty body must be ``application/json`` (415 otherwise), and on a
+TCP listener ``Host`` must name loopback, the configured address or an ``AllowedHosts`` entry
+(421 otherwise). Over a unix socket ``Host`` is whatever the client wrote and a browser cannot
+connect at all, so it is not checked there. A bearer token is a header no page can add without
+a CORS preflight (which neither server answers), so with one the checks are not needed.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class Door:
             return cls(None)
         names = set(LOOPBACK_NAMES)
         names.add(listener.host.lower())
-        names.update(_url_host(u) for u in (cfg.InterlinkAddress, cfg.InterlinkURL))
+        names.update(_url_host(u) for u in (cfg.InterlinkAddress, cfg.InterlinkURL,
+                                             cfg.SidecarURL))
         names.update(host_name(h) for h in cfg.AllowedHosts)
         return cls(frozenset(names - _WILDCARDS))
 
@@ -68,7 +71,7 @@ class Door:
             return None
         return PlainTextResponse(
             f"Host header {header[:100]!r} names neither loopback nor this server's address; "
-            "without token validation only requests to "
+            "without a credential to check only requests to "
             f"{', '.join(sorted(self.hosts))} are served (a web page may be trying to reach "
             "this server through DNS rebinding). Dial the configured address, or add the name "
             "to AllowedHosts", status_code=421)
@@ -82,5 +85,6 @@ class Door:
             return None
         return PlainTextResponse(
             f"Content-Type {declared[:100]!r} is not accepted: a request with a body must be "
-            "sent as Content-Type: application/json, as the virtual kubelet sends it",
+            "sent as Content-Type: application/json, as the virtual kubelet and the API "
+            "server send it",
             status_code=415)
