@@ -1,5 +1,6 @@
-"""Eviction of a pod whose disk-backed emptyDir outgrows its ``sizeLimit``, or whose container
-outgrows its ``ephemeral-storage`` limit (writable layer and logs), as the kubelet does.
+"""Eviction of a pod whose disk-backed emptyDir outgrows its ``sizeLimit``, whose container
+outgrows its ``ephemeral-storage`` limit (writable layer and logs), or whose containers and
+emptyDirs together outgrow the sum of its containers' limits, as the kubelet does.
 
 Why measure and evict rather than back the volume with a size-limited filesystem: the kubelet
 itself measures (``du``, or project quotas where the filesystem has them) and evicts; a
@@ -7,9 +8,9 @@ filesystem per volume would need a loop device and ``mkfs`` per pod (root, a ker
 devices, space reserved up front, mounts to clean up after a crash), and project quotas need
 an XFS or ext4 data root mounted with quotas on, which a node cannot be assumed to have. A
 scan (``disk_usage.py``: by file descriptor, never through a symlink the pod swaps in) needs
-nothing, costs one walk of each limited volume per interval (none for volumes
-without a limit) on a thread of its own, so a volume of many small files slows only its own
-eviction, never a Docker call.
+nothing, costs one walk of each limited volume per interval (none for pods without any limit)
+on a thread of its own, so a volume of many small files slows only the eviction checks, never
+a Docker call.
 
 An evicted pod's containers are killed (grace period 0, as the kubelet's eviction of a pod over
 a local-storage limit), its GPUs go back, and its status says ``Evicted`` with the kubelet's
@@ -31,7 +32,7 @@ from interlink_common.wire import ContainerStateTerminated
 
 from . import labels as L
 from .disk_usage import TooDeep, disk_usage
-from .quantity import QuantityError, byte_count
+from .quantity import QuantityError, byte_count, format_bytes_k8s
 from .status import terminated_from_docker
 
 if TYPE_CHECKING:
@@ -110,6 +111,45 @@ def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
     return out
 
 
+@dataclass(frozen=True)
+class PodLimit:
+    """A pod whose every container has an ephemeral-storage limit: their total bounds the
+    pod's containers (layers, logs) and all its disk-backed emptyDirs, sizeLimit or not."""
+
+    limit: int
+    dirs: tuple[Path, ...]
+
+
+def pod_limit(pod: dict[str, Any], sources: dict[str, Any], default: str = "") -> PodLimit | None:
+    """The kubelet's pod-level ephemeral-storage limit: the sum of the app containers' limits
+    (an init container runs alone, so the larger of it and that sum), known only when every
+    container has one (its own, or the node's default). Without it an emptyDir without
+    sizeLimit could fill the node."""
+    spec = pod.get("spec") or {}
+
+    def limit_of(c: Any) -> int | None:
+        raw = ((((c or {}).get("resources") or {}).get("limits") or {})
+               .get("ephemeral-storage") or default)
+        try:
+            return byte_count(raw) if raw else None
+        except QuantityError:
+            return None
+
+    mains = [limit_of(c) for c in spec.get("containers") or []]
+    inits = [limit_of(c) for c in spec.get("initContainers") or []]
+    if not mains or None in mains or None in inits:
+        return None
+    total = max([sum(mains)] + inits)  # type: ignore[operator]
+    dirs = []
+    for volume in spec.get("volumes") or []:
+        empty = (volume or {}).get("emptyDir")
+        source = sources.get((volume or {}).get("name"))
+        if isinstance(empty, dict) and not empty.get("medium") and source is not None \
+                and source.kind == "bind":
+            dirs.append(Path(source.source))
+    return PodLimit(total, tuple(dirs))
+
+
 def container_usage(c: LimitedContainer) -> int:
     used = disk_usage(c.layer) if c.layer is not None else 0
     if c.log_path is not None:
@@ -119,9 +159,11 @@ def container_usage(c: LimitedContainer) -> int:
     return used
 
 
-def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = ()) -> str:
-    """The kubelet's eviction message for the first volume or container over its limit, or
-    "". Usage that cannot be measured (``TooDeep``) counts as over: data could hide below."""
+def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = (),
+               pod: PodLimit | None = None) -> str:
+    """The kubelet's eviction message for the first volume or container over its limit, then
+    for the pod over its total, or "". Usage that cannot be measured (``TooDeep``) counts as
+    over: data could hide below."""
     for d in dirs:
         try:
             over = disk_usage(d.path) > d.limit
@@ -139,6 +181,15 @@ def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = ()) 
         if over:
             return (f'Container {c.name} exceeded its local ephemeral storage limit '
                     f'"{c.limit_text}".')
+    if pod is not None:
+        total = format_bytes_k8s(pod.limit)
+        try:
+            used = sum(map(disk_usage, pod.dirs)) + sum(map(container_usage, containers))
+        except TooDeep as exc:
+            return (f"Pod ephemeral local storage usage cannot be measured against the total "
+                    f"limit of containers {total}: {exc}.")
+        if used > pod.limit:
+            return f"Pod ephemeral local storage usage exceeds the total limit of containers {total}."
     return ""
 
 
@@ -192,15 +243,16 @@ class EvictionWatch:
             for record in list(self.manager.records.values()):
                 if record.plan is None or record.evicted:
                     continue
+                default = self.manager.policy.DefaultEphemeralStorageLimit
                 dirs = limited_dirs(record.pod, record.plan.volumes.sources)
                 containers = limited_containers(
-                    record.pod, self.manager.tracker.containers_of(record.uid),
-                    self.manager.policy.DefaultEphemeralStorageLimit)
-                if not dirs and not containers:
+                    record.pod, self.manager.tracker.containers_of(record.uid), default)
+                total = pod_limit(record.pod, record.plan.volumes.sources, default)
+                if not dirs and not containers and total is None:
                     continue
                 try:
                     message = await loop.run_in_executor(self._pool, over_limit, dirs,
-                                                         containers)
+                                                         containers, total)
                     if message:
                         await evict(self.manager, record, message)
                 except asyncio.CancelledError:

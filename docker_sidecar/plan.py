@@ -215,6 +215,13 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
     uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
     if not spec.get("containers"):
         raise PlanError("spec.containers is empty; a pod needs at least one container")
+    count = len(spec.get("containers") or []) + len(spec.get("initContainers") or [])
+    if count > policy.MaxContainersPerPod:
+        # Every container gets its own pids limit, log files and writable layer: the
+        # pod's share of the node grows with their number.
+        raise PlanError(f"the pod has {count} containers (init included); this node runs at "
+                        f"most {policy.MaxContainersPerPod} per pod "
+                        "(Sidecar.MaxContainersPerPod)")
     admit(pod, policy)
 
     restart = spec.get("restartPolicy") or "Always"

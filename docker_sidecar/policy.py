@@ -120,6 +120,8 @@ class SidecarPolicy(BaseModel):
     # Request caps: body bytes of every endpoint, and pods in one /status request.
     MaxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     MaxStatusPods: int = Field(default=5000, ge=1)
+    # Containers of one pod, init included: each has its own pids limit, logs and layer.
+    MaxContainersPerPod: int = Field(default=32, ge=1)
     # Concurrent /getLogs streams (follow or not): per pod, and in total on this sidecar.
     MaxLogFollowsPerPod: int = Field(default=10, ge=1)
     MaxLogFollows: int = Field(default=200, ge=1)

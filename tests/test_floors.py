@@ -28,6 +28,7 @@ from docker_sidecar.eviction import (
     limited_containers,
     limited_dirs,
     over_limit,
+    pod_limit,
 )
 from docker_sidecar.floors import Floors
 from docker_sidecar.log_streams import _read
@@ -112,6 +113,17 @@ def test_a_bad_request_next_to_a_default_is_still_refused_naming_the_field(tmp_p
     p = pod("p", [container("c", resources={"requests": {"memory": "lots"}})])
     with pytest.raises(PlanError, match="lots"):
         plan_of(tmp_path, p, DefaultMemoryLimit="1Gi")
+
+
+def test_a_pod_of_more_containers_than_the_cap_is_refused(tmp_path) -> None:
+    """Each container brings its own pids limit: without a cap, a pod multiplies its share."""
+    many = [container(f"c{i}") for i in range(30)]
+    plan_of(tmp_path, pod("p", many, init=[container("i0"), container("i1")]))  # 32: runs
+    with pytest.raises(PlanError) as err:
+        plan_of(tmp_path, pod("p", many, init=[container(f"i{i}") for i in range(3)]))
+    assert "33 containers" in str(err.value) and "Sidecar.MaxContainersPerPod" in str(err.value)
+    plan_of(tmp_path, pod("p", many + [container("c30"), container("c31"), container("c32")]),
+            MaxContainersPerPod=40)
 
 
 # --- emptyDir usage and eviction ---------------------------------------------------------------
@@ -212,6 +224,27 @@ def test_container_storage_counts_its_writable_layer_and_logs(tmp_path) -> None:
     assert [(c.name, c.limit_text) for c in found] == [("own", "1Mi"), ("free", "512Ki")]
     assert over_limit([], found) == \
         'Container free exceeded its local ephemeral storage limit "512Ki".'
+
+
+def test_pod_total_bounds_emptydirs_without_sizelimit(tmp_path) -> None:
+    """An emptyDir without sizeLimit is bounded by the pod's total, the sum of its containers'
+    limits (the node default for those that set none), as the kubelet bounds it."""
+    volumes = [{"name": "open", "emptyDir": {}},
+               {"name": "mem", "emptyDir": {"medium": "Memory"}}]
+    p = pod("p", [container("a", resources={"limits": {"ephemeral-storage": "1Mi"}}),
+                  container("b")], init=[container("i", resources={
+                      "limits": {"ephemeral-storage": "2Mi"}})], volumes=volumes)
+    sources = plan_of(tmp_path, p).volumes.sources
+    assert pod_limit(p, sources) is None  # "b" has no limit: the total is unknown
+    total = pod_limit(p, sources, default="512Ki")
+    assert total is not None and total.limit == 2 << 20  # the init container's is larger
+    assert [d.name for d in total.dirs] == ["open"]
+    total.dirs[0].mkdir(parents=True)
+    (total.dirs[0] / "fill").write_bytes(os.urandom(1 << 20))
+    assert over_limit([], [], total) == ""
+    (total.dirs[0] / "more").write_bytes(os.urandom(1200 << 10))
+    assert over_limit([], [], total) == \
+        "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi."
 
 
 # --- Docker's log stream, read without threads -------------------------------------------------

@@ -169,6 +169,22 @@ def test_filling_the_root_filesystem_past_ephemeral_storage_evicts_the_pod(floor
         floored.delete(p)
 
 
+def test_an_emptydir_without_size_limit_is_bounded_by_the_pods_total(floored):
+    """No sizeLimit, no limits of its own: the node default (8Mi) per container is the pod's
+    total, and its emptyDir counts against it, as the kubelet counts it."""
+    script = "dd if=/dev/zero of=/scratch/fill bs=64k count=192; exec sleep 3600"
+    p = pod("unbounded", [container("main", script, volumeMounts=[
+        {"name": "scratch", "mountPath": "/scratch"}])], restart="Always", grace=0,
+        volumes=[{"name": "scratch", "emptyDir": {}}])
+    assert floored.create(create_body(p)).status_code == 200
+    status = floored.wait(p, lambda s: state_of(s, "main")["state"].get(
+        "terminated", {}).get("reason") == "Evicted", timeout=60)
+    assert state_of(status, "main")["state"]["terminated"]["message"] == (
+        "Pod ephemeral local storage usage exceeds the total limit of containers 8Mi.")
+    assert not floored.container(p, "main").attrs["State"]["Running"]
+    assert floored.delete(p).status_code == 200
+
+
 def test_containers_without_limits_get_the_node_defaults(floored):
     p = pod("unbounded", [container("main", "exec sleep 3600"),
                           container("bounded", "exec sleep 3600", resources={
