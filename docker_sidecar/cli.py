@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import resource
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -89,18 +88,8 @@ def host_path_problem(prefixes: list[str], protected: list[Path]) -> str | None:
     return None
 
 
-def raise_open_files_limit(want: int = 65536) -> None:
-    """Open log streams, Docker connections and usage walks each hold descriptors; a soft
-    limit of 1024 (systemd's default) is too few for a full node. The hard limit stays."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def main(argv: list[str] | None = None) -> None:
     cfg = start("docker-sidecar", __doc__, argv, extra_sections={"Sidecar": SidecarPolicy})
-    raise_open_files_limit()
     policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
     with config_errors_exit("docker-sidecar"):
         listener = sidecar_listener(cfg)
@@ -152,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     # A browser page can reach loopback TCP, but not a unix socket, and it can present
     # neither the bearer token nor the API server's client certificate.
     credential = token is not None or bool(listener.client_ca)
-    door = None if credential or listener.scheme == "unix" else Door.for_listener(listener, cfg)
+    door = None if credential or listener.scheme == "unix" else Door.for_listener(
+        listener, cfg, "set PluginTokenFile in both programs' config (the API server then "
+        "sends it), or serve on a unix socket (Socket: unix:///run/interlink/sidecar.sock)")
     serve(create_app(Sidecar(manager, engine, metrics, resources), token, door), listener,
           name="docker-sidecar", socket_group=cfg.SocketGroup)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from interlink_common.wire import ContainerStateTerminated
 
 from . import labels as L
-from .disk_usage import TooDeep, disk_usage
+from .disk_usage import Unmeasurable, disk_usage
 from .quantity import QuantityError, byte_count, format_bytes_k8s
 from .status import terminated_from_docker
 
@@ -80,14 +81,15 @@ class LimitedContainer:
     name: str
     layer: Path | None
     log_path: Path | None
-    limit: int
+    limit: int | None  # None: no limit of its own; counted only in the pod's total
     limit_text: str
 
 
 def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
-                       default: str = "") -> list[LimitedContainer]:
+                       default: str = "", *, unlimited: bool = False) -> list[LimitedContainer]:
     """The pod's running containers with an ephemeral-storage limit (their own, else the
-    node's default), as the kubelet measures them: writable layer plus logs."""
+    node's default), as the kubelet measures them: writable layer plus logs. With
+    ``unlimited``, those without a limit too (they count in the pod's total)."""
     latest: dict[str, dict[str, Any]] = {}
     for info in sorted(docker, key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0"))):
         if info["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA:
@@ -98,10 +100,11 @@ def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
         info = latest.get((c or {}).get("name", ""))
         raw = (((c.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
                or default)
-        if info is None or not raw or not (info.get("State") or {}).get("Running"):
+        if info is None or not (raw or unlimited) or \
+                not (info.get("State") or {}).get("Running"):
             continue
         try:
-            limit = byte_count(raw)
+            limit = byte_count(raw) if raw else None
         except QuantityError:
             continue
         upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
@@ -113,8 +116,8 @@ def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
 
 @dataclass(frozen=True)
 class PodLimit:
-    """A pod whose every container has an ephemeral-storage limit: their total bounds the
-    pod's containers (layers, logs) and all its disk-backed emptyDirs, sizeLimit or not."""
+    """A pod whose containers have ephemeral-storage limits: their total bounds the pod's
+    containers (layers, logs) and all its disk-backed emptyDirs, sizeLimit or not."""
 
     limit: int
     dirs: tuple[Path, ...]
@@ -122,9 +125,8 @@ class PodLimit:
 
 def pod_limit(pod: dict[str, Any], sources: dict[str, Any], default: str = "") -> PodLimit | None:
     """The kubelet's pod-level ephemeral-storage limit: the sum of the app containers' limits
-    (an init container runs alone, so the larger of it and that sum), known only when every
-    container has one (its own, or the node's default). Without it an emptyDir without
-    sizeLimit could fill the node."""
+    (each its own, or the node's default), or a larger init container's (it runs alone).
+    Without it an emptyDir without sizeLimit could fill the node."""
     spec = pod.get("spec") or {}
 
     def limit_of(c: Any) -> int | None:
@@ -135,11 +137,13 @@ def pod_limit(pod: dict[str, Any], sources: dict[str, Any], default: str = "") -
         except QuantityError:
             return None
 
-    mains = [limit_of(c) for c in spec.get("containers") or []]
-    inits = [limit_of(c) for c in spec.get("initContainers") or []]
-    if not mains or None in mains or None in inits:
+    # As the kubelet's PodLimits: containers without a limit add nothing; no limit at all,
+    # no pod total.
+    mains = [n for n in map(limit_of, spec.get("containers") or []) if n is not None]
+    inits = [n for n in map(limit_of, spec.get("initContainers") or []) if n is not None]
+    total = max([sum(mains)] + inits)
+    if not total:
         return None
-    total = max([sum(mains)] + inits)  # type: ignore[operator]
     dirs = []
     for volume in spec.get("volumes") or []:
         empty = (volume or {}).get("emptyDir")
@@ -150,8 +154,8 @@ def pod_limit(pod: dict[str, Any], sources: dict[str, Any], default: str = "") -
     return PodLimit(total, tuple(dirs))
 
 
-def container_usage(c: LimitedContainer) -> int:
-    used = disk_usage(c.layer) if c.layer is not None else 0
+def container_usage(c: LimitedContainer, measure: Callable[[Path], int] = disk_usage) -> int:
+    used = measure(c.layer) if c.layer is not None else 0
     if c.log_path is not None:
         for f in c.log_path.parent.glob(c.log_path.name + "*"):
             with contextlib.suppress(OSError):
@@ -162,34 +166,43 @@ def container_usage(c: LimitedContainer) -> int:
 def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = (),
                pod: PodLimit | None = None) -> str:
     """The kubelet's eviction message for the first volume or container over its limit, then
-    for the pod over its total, or "". Usage that cannot be measured (``TooDeep``) counts as
-    over: data could hide below."""
+    for the pod over its total, or "". Each directory is walked once. Usage that cannot be
+    measured (``Unmeasurable``) counts as over: data could hide below."""
+    walked: dict[Path, int] = {}
+
+    def measure(path: Path) -> int:
+        if path not in walked:
+            walked[path] = disk_usage(path)
+        return walked[path]
+
     for d in dirs:
         try:
-            over = disk_usage(d.path) > d.limit
-        except TooDeep as exc:
+            over = measure(d.path) > d.limit
+        except Unmeasurable as exc:
             return (f'Usage of EmptyDir volume "{d.volume}" cannot be measured against the '
                     f'limit "{d.limit_text}": {exc}.')
         if over:
             return f'Usage of EmptyDir volume "{d.volume}" exceeds the limit "{d.limit_text}".'
+    used_by: dict[str, int] = {}
     for c in containers:
         try:
-            over = container_usage(c) > c.limit
-        except TooDeep as exc:
+            used_by[c.name] = container_usage(c, measure)
+        except Unmeasurable as exc:
             return (f'Container {c.name} cannot be measured against its local ephemeral '
                     f'storage limit "{c.limit_text}": {exc}.')
-        if over:
+        if c.limit is not None and used_by[c.name] > c.limit:
             return (f'Container {c.name} exceeded its local ephemeral storage limit '
                     f'"{c.limit_text}".')
     if pod is not None:
         total = format_bytes_k8s(pod.limit)
         try:
-            used = sum(map(disk_usage, pod.dirs)) + sum(map(container_usage, containers))
-        except TooDeep as exc:
+            used = sum(map(measure, pod.dirs)) + sum(used_by.values())
+        except Unmeasurable as exc:
             return (f"Pod ephemeral local storage usage cannot be measured against the total "
                     f"limit of containers {total}: {exc}.")
         if used > pod.limit:
-            return f"Pod ephemeral local storage usage exceeds the total limit of containers {total}."
+            return ("Pod ephemeral local storage usage exceeds the total limit of containers "
+                    f"{total}.")
     return ""
 
 
@@ -245,9 +258,11 @@ class EvictionWatch:
                     continue
                 default = self.manager.policy.DefaultEphemeralStorageLimit
                 dirs = limited_dirs(record.pod, record.plan.volumes.sources)
-                containers = limited_containers(
-                    record.pod, self.manager.tracker.containers_of(record.uid), default)
                 total = pod_limit(record.pod, record.plan.volumes.sources, default)
+                # With a pod total, every running container's usage counts toward it.
+                containers = limited_containers(
+                    record.pod, self.manager.tracker.containers_of(record.uid), default,
+                    unlimited=total is not None)
                 if not dirs and not containers and total is None:
                     continue
                 try:

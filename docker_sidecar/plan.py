@@ -220,8 +220,8 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
         # Every container gets its own pids limit, log files and writable layer: the
         # pod's share of the node grows with their number.
         raise PlanError(f"the pod has {count} containers (init included); this node runs at "
-                        f"most {policy.MaxContainersPerPod} per pod "
-                        "(Sidecar.MaxContainersPerPod)")
+                        f"most {policy.MaxContainersPerPod} per pod: use fewer containers, or "
+                        "raise Sidecar.MaxContainersPerPod in the sidecar config")
     admit(pod, policy)
 
     restart = spec.get("restartPolicy") or "Always"

@@ -230,8 +230,11 @@ class APIServer:
                 await resp.aclose()
 
         if resp.status_code != 200:
-            body = await read_limited(resp)
-            await close()
+            try:
+                # A follow has no read timeout; its error reply must not hold the slot.
+                body = await read_limited(resp, timeout=self.cfg.PluginTimeoutSeconds)
+            finally:
+                await close()
             return self.plugin_error("/getLogs", PluginReply(resp.status_code, body, ""))
 
         async def relay() -> AsyncIterator[bytes]:
@@ -378,7 +381,9 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
                           token=TokenFile(cfg.PluginTokenFile) if cfg.PluginTokenFile else None,
                           ssl_context=client_tls(cfg.PluginTLS)
                           if cfg.sidecar_base.startswith("https://") else None)
-    door = Door.for_listener(listener, cfg) if listener and validator is None else None
+    door = Door.for_listener(listener, cfg, "configure OIDC (token validation), or listen on "
+                             "a unix socket (InterlinkAddress: unix:///...)"
+                             ) if listener and validator is None else None
     server = APIServer(cfg, plugin, StatusCache(), metrics, validator, door)
 
     @asynccontextmanager

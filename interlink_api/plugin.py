@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Callable
@@ -151,11 +152,20 @@ class PluginClient:
         return f"call to plugin {self.url(path)} {kind}: {detail}"
 
 
-async def read_limited(resp: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
-    """Read at most ``limit`` bytes of a streamed reply."""
+async def read_limited(resp: httpx.Response, limit: int = MAX_ERROR_BODY,
+                       timeout: float | None = None) -> bytes:
+    """Read at most ``limit`` bytes of a streamed reply, within ``timeout`` seconds; a reply
+    that breaks off or stalls keeps what came, with a note saying so."""
     out = bytearray()
-    async for chunk in resp.aiter_bytes():
-        out += chunk
-        if len(out) >= limit:
-            break
+
+    async def read() -> None:
+        async for chunk in resp.aiter_bytes():
+            out.extend(chunk)
+            if len(out) >= limit:
+                return
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except (httpx.HTTPError, TimeoutError) as exc:
+        return bytes(out[:limit]) + f" (the reply broke off: {type(exc).__name__})".encode()
     return bytes(out[:limit])

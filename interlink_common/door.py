@@ -51,17 +51,21 @@ class Door:
     """The checks for one listener; ``hosts`` is None where Host is not checked."""
 
     hosts: frozenset[str] | None
+    # How to turn the checks off for a client that cannot pass them: give the server a
+    # credential (or, for the body type, a unix socket that no browser reaches).
+    credential_hint: str = "configure a credential"
 
     @classmethod
-    def for_listener(cls, listener: Listener, cfg: InterLinkConfig) -> "Door":
+    def for_listener(cls, listener: Listener, cfg: InterLinkConfig,
+                     credential_hint: str = "configure a credential") -> "Door":
         if listener.scheme == "unix":
-            return cls(None)
+            return cls(None, credential_hint)
         names = set(LOOPBACK_NAMES)
         names.add(listener.host.lower())
         names.update(_url_host(u) for u in (cfg.InterlinkAddress, cfg.InterlinkURL,
                                              cfg.SidecarURL))
         names.update(host_name(h) for h in cfg.AllowedHosts)
-        return cls(frozenset(names - _WILDCARDS))
+        return cls(frozenset(names - _WILDCARDS), credential_hint)
 
     def check_host(self, request: Request) -> Response | None:
         if self.hosts is None:
@@ -76,15 +80,14 @@ class Door:
             "this server through DNS rebinding). Dial the configured address, or add the name "
             "to AllowedHosts", status_code=421)
 
-    @staticmethod
-    def check_body_type(request: Request, body: bytes) -> Response | None:
+    def check_body_type(self, request: Request, body: bytes) -> Response | None:
         if not body:
             return None
         declared = request.headers.get("content-type", "")
         if declared.split(";", 1)[0].strip().lower() == "application/json":
             return None
         return PlainTextResponse(
-            f"Content-Type {declared[:100]!r} is not accepted: a request with a body must be "
-            "sent as Content-Type: application/json, as the virtual kubelet and the API "
-            "server send it",
-            status_code=415)
+            f"Content-Type {declared[:100]!r} is not accepted: without a credential to check, "
+            "a request with a body must be sent as Content-Type: application/json (a web page "
+            f"could forge any other), as the virtual kubelet and this project's API server "
+            f"send it. A client that cannot: {self.credential_hint}", status_code=415)

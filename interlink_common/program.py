@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,16 @@ def config_errors_exit(prog: str) -> Iterator[None]:
         sys.exit(f"{prog}: configuration error:\n{exc}")
 
 
+def raise_open_files_limit(want: int = 65536) -> None:
+    """Open log streams, plugin and Docker connections and usage walks each hold descriptors;
+    a soft limit of 1024 (systemd's default) is too few for a full node. The hard limit
+    stays."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def start(prog: str, description: str | None, argv: list[str] | None = None,
           extra_sections: dict[str, type[BaseModel]] | None = None) -> InterLinkConfig:
     parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -36,4 +47,5 @@ def start(prog: str, description: str | None, argv: list[str] | None = None,
         cfg = load_config(args.config, extra_sections=extra_sections)
     setup_logging(json_lines=args.log_json or cfg.LogFormat == "json",
                   verbose=args.verbose or cfg.VerboseLogging, errors_only=cfg.ErrorsOnlyLogging)
+    raise_open_files_limit()
     return cfg

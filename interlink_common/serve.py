@@ -19,7 +19,7 @@ log = logging.getLogger("interlink.serve")
 
 def _clear_stale_socket(path: str) -> None:
     """Remove a socket file left by a previous run; refuse to remove anything else, and refuse
-    a directory where another user could swap the socket for something else."""
+    a directory where another user could put a socket of their own in its place."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     problem = _directory_problem(p.parent)
@@ -29,21 +29,39 @@ def _clear_stale_socket(path: str) -> None:
         return
     if not stat.S_ISSOCK(p.lstat().st_mode):
         raise SystemExit(f"{path} exists and is not a socket; refusing to replace it")
-    p.unlink()
+    try:
+        p.unlink()
+    except PermissionError:
+        raise SystemExit(f"{path} is a socket this user cannot remove (another user's?); "
+                         "remove it, or configure a socket in a directory of this program's "
+                         "own") from None
+
+
+_FIX = "put the socket in a directory only root or this program's user writes (e.g. " \
+       "/run/interlink, mode 0755, or systemd's RuntimeDirectory=)"
 
 
 def _directory_problem(directory: Path) -> str | None:
-    """Why ``directory`` cannot hold our socket: someone other than root or us owns it, or can
-    rename entries in it (group- or world-writable without the sticky bit)."""
-    st = os.stat(directory)
-    if st.st_uid not in (0, os.geteuid()):
-        return (f"{directory} belongs to uid {st.st_uid}: another user could replace the "
-                "socket in it; put the socket in a directory of root's or this program's "
-                "user (e.g. /run/interlink, mode 0755)")
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        return (f"{directory} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}) "
-                "without the sticky bit: anyone could replace the socket in it; use a "
-                "directory only its owner writes (chmod go-w, e.g. /run/interlink 0755)")
+    """Why ``directory`` cannot hold our socket, or None.
+
+    The socket is removed at shutdown, so in a directory others may write (even a sticky one,
+    like /tmp) anyone could bind their own socket at the path while the server is down, and
+    receive the pods, secrets and tokens sent to it. Every directory above must not let
+    anyone else rename it away either: owned by root or us, and not writable by others
+    unless sticky.
+    """
+    here = Path(os.path.abspath(directory))
+    st = os.stat(here)
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+        return (f"{here} (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}) lets "
+                f"another user replace the socket in it: {_FIX}")
+    for above in here.parents:
+        st = os.stat(above)
+        if st.st_uid not in (0, os.geteuid()) or \
+                (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            return (f"{above} (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}) lets "
+                    f"another user move {here} away and put a directory of their own there: "
+                    f"{_FIX}")
     return None
 
 

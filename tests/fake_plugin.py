@@ -6,7 +6,8 @@ and can be told to answer a path with a given status, body or delay. Run as
 
 Control endpoints (not part of the plugin protocol): ``GET /_requests`` returns the records,
 ``POST /_reset`` clears them, ``POST /_program`` with ``{"path": ..., "status": ..., "body": ...,
-"delay": ...}`` overrides one path's answer.
+"delay": ..., "stall": ...}`` overrides one path's answer (``stall``: send the body, then
+never end it).
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ async def handle(request: Request) -> Response:
     program = PROGRAM.get(path)
     if program:
         await asyncio.sleep(program.get("delay", 0))
+        if "status" in program and program.get("stall"):
+            async def stalled() -> Any:  # part of the body, then nothing, for ever
+                yield program.get("body", "").encode()
+                await asyncio.sleep(3600)
+
+            return StreamingResponse(stalled(), status_code=program["status"],
+                                     media_type="text/plain")
         if "status" in program:
             return Response(program.get("body", ""), status_code=program["status"],
                             media_type=program.get("media_type", "text/plain"))

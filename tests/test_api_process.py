@@ -251,3 +251,24 @@ def test_plugin_timeout_is_500_naming_the_plugin(tmp_path, plugin):
         assert time.monotonic() - start < 2.5
     finally:
         proc.stop()
+
+
+def test_a_log_error_reply_that_stalls_gives_its_stream_slot_back(tmp_path, plugin):
+    """A plugin's error reply to a follow that never ends must neither hang the VK's call
+    (a follow has no read timeout) nor keep one of the MaxLogStreams slots for ever."""
+    proc = start_api(tmp_path, {**sidecar_keys(plugin), "PluginTimeoutSeconds": 0.5,
+                                "MaxLogStreams": 1})
+    pod = json.loads(fixture_bytes("current_create_failing.json"))["pod"]["metadata"]
+    body = json.dumps({"Namespace": pod["namespace"], "PodUID": pod["uid"],
+                       "PodName": pod["name"], "ContainerName": "main",
+                       "Opts": {"Follow": True}}).encode()
+    try:
+        plugin.program("/getLogs", status=500, body="container is restart", stall=True)
+        r = send(proc.base, go_request("GET", "/getLogs", host_of(proc), body, session="L#1"))
+        assert r.status == 500 and b"container is restart" in r.body and b"broke off" in r.body
+        plugin.reset()
+        r = send(proc.base, go_request("GET", "/getLogs", host_of(proc), body, session="L#2"))
+        assert r.status == 200, r.body  # the one slot is free again
+        assert b"main line 0" in r.body
+    finally:
+        proc.stop()

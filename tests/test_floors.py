@@ -22,7 +22,7 @@ from docker_sidecar.docker_config import (
     infra_create_args,
     infra_host_config,
 )
-from docker_sidecar.disk_usage import MAX_DEPTH, TooDeep, disk_usage
+from docker_sidecar.disk_usage import MAX_DEPTH, Unmeasurable, disk_usage
 from docker_sidecar.eviction import (
     evicted_state,
     limited_containers,
@@ -167,11 +167,28 @@ def test_nesting_too_deep_to_measure_counts_as_over_the_limit(tmp_path) -> None:
         os.close(fd)
         fd = nxt
     os.close(fd)
-    with pytest.raises(TooDeep):
+    with pytest.raises(Unmeasurable):
         disk_usage(dirs[0].path)
     message = over_limit(dirs)
     assert message.startswith('Usage of EmptyDir volume "scratch" cannot be measured')
     assert f"deeper than {MAX_DEPTH} levels" in message
+
+
+def test_too_many_entries_to_measure_counts_as_over_the_limit(tmp_path, monkeypatch) -> None:
+    """One pod's millions of files cannot hold up the checks of every other pod."""
+    import docker_sidecar.disk_usage as du
+
+    monkeypatch.setattr(du, "MAX_ENTRIES", 50)
+    (tmp_path / "vol").mkdir()
+    for i in range(51):
+        (tmp_path / "vol" / f"f{i}").touch()
+    with pytest.raises(Unmeasurable, match="more than 50 entries"):
+        disk_usage(tmp_path / "vol")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(Unmeasurable):
+            disk_usage(tmp_path / "vol")
+    assert len(os.listdir("/proc/self/fd")) == before  # nothing left open
 
 
 def test_over_limit_names_the_volume_and_limit_as_the_kubelet_does(tmp_path) -> None:
@@ -224,6 +241,13 @@ def test_container_storage_counts_its_writable_layer_and_logs(tmp_path) -> None:
     assert [(c.name, c.limit_text) for c in found] == [("own", "1Mi"), ("free", "512Ki")]
     assert over_limit([], found) == \
         'Container free exceeded its local ephemeral storage limit "512Ki".'
+    # In a pod total, a container without a limit of its own still counts.
+    found = limited_containers(p, [docker("own"), docker("free")], unlimited=True)
+    assert [(c.name, c.limit) for c in found] == [("own", 1 << 20), ("free", None)]
+    assert over_limit([], found) == ""
+    # The total is 1Mi for "own" plus the 1 byte "done" asks for.
+    assert over_limit([], found, pod_limit(p, {})) == \
+        "Pod ephemeral local storage usage exceeds the total limit of containers 1048577."
 
 
 def test_pod_total_bounds_emptydirs_without_sizelimit(tmp_path) -> None:
@@ -235,16 +259,17 @@ def test_pod_total_bounds_emptydirs_without_sizelimit(tmp_path) -> None:
                   container("b")], init=[container("i", resources={
                       "limits": {"ephemeral-storage": "2Mi"}})], volumes=volumes)
     sources = plan_of(tmp_path, p).volumes.sources
-    assert pod_limit(p, sources) is None  # "b" has no limit: the total is unknown
-    total = pod_limit(p, sources, default="512Ki")
-    assert total is not None and total.limit == 2 << 20  # the init container's is larger
+    assert pod_limit(p, sources).limit == 2 << 20  # "b" adds nothing; the init's is larger
+    assert pod_limit(pod("q", [container("c")]), {}) is None  # no limit anywhere: no total
+    total = pod_limit(p, sources, default="1536Ki")  # 1Mi + 1.5Mi for "b" > the init's
+    assert total is not None and total.limit == 2560 << 10
     assert [d.name for d in total.dirs] == ["open"]
     total.dirs[0].mkdir(parents=True)
     (total.dirs[0] / "fill").write_bytes(os.urandom(1 << 20))
     assert over_limit([], [], total) == ""
-    (total.dirs[0] / "more").write_bytes(os.urandom(1200 << 10))
+    (total.dirs[0] / "more").write_bytes(os.urandom(1700 << 10))
     assert over_limit([], [], total) == \
-        "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi."
+        "Pod ephemeral local storage usage exceeds the total limit of containers 2560Ki."
 
 
 # --- Docker's log stream, read without threads -------------------------------------------------

@@ -53,7 +53,7 @@ def test_browser_body_that_is_not_json_is_refused(api: Proc, plugin: Any,
     host = f"127.0.0.1:{port_of(api)}"
     r = send(api.base, browser_request("/create", host, CREATE, content_type))
     assert r.status == 415, r.body
-    assert b"Content-Type: application/json" in r.body
+    assert b"Content-Type: application/json" in r.body and b"configure OIDC" in r.body
     assert plugin.requests() == []
     # The same bytes labelled as the VK labels them are served.
     r = send(api.base, browser_request("/create", host, CREATE, "application/json"))

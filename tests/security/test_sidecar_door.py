@@ -148,7 +148,7 @@ def test_browser_page_cannot_drive_a_sidecar_without_token(sidecar: Any) -> None
                          "multipart/form-data; boundary=----x", None):
         r = send(base, browser_request("/create", loopback, body, content_type))
         assert r.status == 415, r.body
-        assert b"Content-Type: application/json" in r.body
+        assert b"Content-Type: application/json" in r.body and b"PluginTokenFile" in r.body
     port = loopback.rsplit(":", 1)[1]
     for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}"):
         for path in ("/create", "/delete", "/status", "/getLogs"):
@@ -186,11 +186,12 @@ def test_sidecar_socket_is_for_its_own_user_only(docker_client: Any, tmp_path: P
         proc.stop()
 
 
-@pytest.mark.parametrize("mode, owner", [(0o777, 0), (0o775, 0), (0o755, 1000)])
+@pytest.mark.parametrize("mode, owner", [(0o777, 0), (0o1777, 0), (0o775, 0), (0o755, 1000)])
 def test_socket_where_another_user_could_swap_it_is_refused(tmp_path: Path, mode: int,
                                                              owner: int) -> None:
-    """Another host user who can rename entries in the socket's directory could put a symlink
-    where the socket was bound, and have the sidecar chmod or chown what it points to."""
+    """Another host user who can write the socket's directory could bind a socket of their own
+    at the path while the sidecar is down (even in a sticky one, like /tmp), or put a symlink
+    where the socket was bound."""
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chown(shared, owner, -1)
@@ -199,6 +200,16 @@ def test_socket_where_another_user_could_swap_it_is_refused(tmp_path: Path, mode
         tmp_path, Socket=f"unix://{shared}/sidecar.sock", SocketGroup="daemon"))
     assert str(shared) in out and "replace the socket" in out
     assert not (shared / "sidecar.sock").exists()
+
+
+def test_socket_below_a_directory_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """A user who owns a directory above can rename the socket's directory away."""
+    theirs = tmp_path / "theirs"
+    (theirs / "run").mkdir(parents=True)
+    os.chown(theirs, 1000, 1000)
+    out = refused_at_start(tmp_path, sidecar_config(
+        tmp_path, Socket=f"unix://{theirs}/run/sidecar.sock"))
+    assert f"{theirs} (owner uid 1000" in out and "move" in out
 
 
 def test_api_sends_the_token_and_follows_its_rotation(tmp_path: Path, plugin: Any) -> None:
