@@ -215,4 +215,9 @@ class ContainerRuntime:
         attempt = found[-1].attempt + 1 if found else 0
         for old in found[:-1]:
             await self.remove_attempt(record, old)
-        await self.create_and_start(record, plan, attempt=attempt)
+        cid = await self.create_and_start(record, plan, attempt=attempt)
+        if cid is not None:
+            # The supervisor looks again as soon as this returns: it must see the new
+            # container, not the one that failed (whose successor's start event may still be
+            # on its way), or it would back off and re-create once more.
+            await blocking(self.tracker.refresh, cid)
