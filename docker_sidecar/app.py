@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import socket
-from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,7 +33,7 @@ from interlink_common.wire import (
     unwrap_single,
 )
 
-from . import labels as L
+from .containers import Container
 from .engine import Engine
 from .eviction import EvictionWatch
 from .log_streams import LogStreamError, LogStreams, TooManyStreams
@@ -42,22 +41,15 @@ from .logs import log_params
 from .metrics import SidecarMetrics
 from .plan import NodeFacts, PlanError
 from .gpus import accelerators, sample
-from .pods import PodManager
+from .pods import LogLookupError, PodManager
 from .quantity import format_bytes_k8s
 from .request_limits import RequestTooLarge, check_status_count, read_body
-from .status import phase_of
 
 log = logging.getLogger("interlink.sidecar")
 
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 JSON = "application/json"
 ROUTES = ("/create", "/delete", "/status", "/getLogs", "/healthz", "/metrics", "/gpus")
-
-
-class LogLookupError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Sidecar:
@@ -148,44 +140,20 @@ class Sidecar:
                       for w in (allocator.waiting() if allocator else [])],
         }
 
-    def find_log_container(self, req: LogStruct) -> str:
-        record = self.manager.records.get(req.PodUID)
-        if record is None:
-            raise LogLookupError(404, f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) "
-                                 "is not known on this node")
-        containers = self.manager.tracker.containers_of(req.PodUID)
-        names = sorted({c["Config"]["Labels"].get(L.CONTAINER, "") for c in containers
-                        if c["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA})
-        name = req.ContainerName
-        if not name:
-            mains = [c for c in containers if c["Config"]["Labels"].get(L.ROLE) == L.ROLE_MAIN]
-            if len({c["Config"]["Labels"][L.CONTAINER] for c in mains}) != 1:
-                raise LogLookupError(400, f"ContainerName is required: pod {record.ref()} has "
-                                     f"containers {', '.join(names) or '(none yet)'}")
-            name = mains[0]["Config"]["Labels"][L.CONTAINER]
-        found = sorted((c for c in containers if c["Config"]["Labels"].get(L.CONTAINER) == name
-                        and c["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA),
-                       key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0")))
-        if not found:
-            raise LogLookupError(404, f"container {name!r} of pod {record.ref()} has no logs "
-                                 f"yet or does not exist; containers with logs: "
-                                 f"{', '.join(names) or '(none yet)'}")
-        if req.Opts.Previous and len(found) > 1:
-            return found[-2]["Id"]
-        return found[-1]["Id"]
+    def find_log_container(self, req: LogStruct) -> Container:
+        return self.manager.find_log_container(req)
 
     async def get_logs(self, body: bytes) -> Response:
         req: LogStruct = parse_model(LogStruct, loads(body, "log request"), "log request")
         try:
-            cid = self.find_log_container(req)
+            container = self.find_log_container(req)
         except LogLookupError as exc:
             return PlainTextResponse(str(exc), status_code=exc.status)
         params = log_params(req.Opts)
         # Read without a worker thread: a follow must never hold one that /create needs.
-        tty = any(c["Id"] == cid and (c.get("Config") or {}).get("Tty")
-                  for c in self.manager.tracker.containers_of(req.PodUID))
         try:
-            stream = await self.log_streams.open(cid, params, tty=tty, pod_uid=req.PodUID,
+            stream = await self.log_streams.open(container.id, params, tty=container.tty,
+                                                 pod_uid=req.PodUID,
                                                  pod_ref=f"{req.Namespace}/{req.PodName}")
         except TooManyStreams as exc:
             return PlainTextResponse(str(exc), status_code=429)
@@ -196,8 +164,7 @@ class Sidecar:
                                  background=BackgroundTask(stream.close))
 
     def phases(self) -> dict[str, int]:
-        return dict(Counter(phase_of(self.manager.status(
-            {"metadata": {"uid": uid}})) for uid in list(self.manager.records)))
+        return self.manager.phases()
 
 
 def node_resources(engine: Engine, policy: Any) -> tuple[NodeResources, NodeFacts]:

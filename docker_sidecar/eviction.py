@@ -29,20 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from interlink_common.wire import ContainerStateTerminated
-
-from . import labels as L
+from .containers import Container
 from .disk_usage import Unmeasurable, disk_usage
 from .quantity import QuantityError, byte_count, format_bytes_k8s
-from .status import terminated_from_docker
+from .status import EVICTED_EXIT_CODE, evicted_state
 
 if TYPE_CHECKING:
-    from .pods import PodManager, PodRecord
+    from .pods import PodManager
+
+__all__ = ["EVICTED_EXIT_CODE", "EVICTED_FILE", "EvictionWatch", "evicted_state",
+           "limited_containers", "limited_dirs", "over_limit", "pod_limit", "read_evicted"]
 
 log = logging.getLogger("interlink.sidecar.eviction")
 
 EVICTED_FILE = "evicted"
-EVICTED_EXIT_CODE = 137  # killed, as the kubelet's eviction leaves a container
 
 
 @dataclass(frozen=True)
@@ -85,31 +85,28 @@ class LimitedContainer:
     limit_text: str
 
 
-def limited_containers(pod: dict[str, Any], docker: list[dict[str, Any]],
+def limited_containers(pod: dict[str, Any], docker: list[Container] | list[dict[str, Any]],
                        default: str = "", *, unlimited: bool = False) -> list[LimitedContainer]:
     """The pod's running containers with an ephemeral-storage limit (their own, else the
     node's default), as the kubelet measures them: writable layer plus logs. With
     ``unlimited``, those without a limit too (they count in the pod's total)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for info in sorted(docker, key=lambda c: int(c["Config"]["Labels"].get(L.ATTEMPT, "0"))):
-        if info["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA:
-            latest[info["Config"]["Labels"].get(L.CONTAINER, "")] = info
+    views = [c for c in map(Container.of, docker) if c is not None]
+    # By name alone: an init container and a main one never share a name.
+    latest = {c.name: c for c in sorted(views, key=lambda c: c.attempt) if not c.is_infra}
     spec = pod.get("spec") or {}
     out = []
     for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
         info = latest.get((c or {}).get("name", ""))
         raw = (((c.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
                or default)
-        if info is None or not (raw or unlimited) or \
-                not (info.get("State") or {}).get("Running"):
+        if info is None or not (raw or unlimited) or not info.state.running:
             continue
         try:
             limit = byte_count(raw) if raw else None
         except QuantityError:
             continue
-        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
-        out.append(LimitedContainer(c["name"], Path(upper) if upper else None,
-                                    Path(info["LogPath"]) if info.get("LogPath") else None,
+        out.append(LimitedContainer(c["name"], Path(info.upper_dir) if info.upper_dir else None,
+                                    Path(info.log_path) if info.log_path else None,
                                     limit, str(raw)))
     return out
 
@@ -214,22 +211,6 @@ def read_evicted(pod_dir: Path) -> str:
         return ""
 
 
-def evicted_state(info: dict[str, Any] | None, message: str
-                  ) -> ContainerStateTerminated | None:
-    """What status reports for a container of an evicted pod: ``Evicted`` once it is down,
-    except for a container that completed by itself before (it keeps ``Completed``); None
-    leaves the status as Docker says (still running while it is being killed)."""
-    state = (info or {}).get("State") or {}
-    if state.get("Running") or (info is not None and state.get("ExitCode") == 0 and
-                                 not state.get("Error") and
-                                 not str(state.get("FinishedAt", "0001")).startswith("0001")):
-        return None
-    base = terminated_from_docker(info) if info is not None else ContainerStateTerminated(
-        exitCode=EVICTED_EXIT_CODE)
-    return base.model_copy(update={"reason": "Evicted", "message": message,
-                                   "exitCode": base.exitCode or EVICTED_EXIT_CODE})
-
-
 class EvictionWatch:
     """Measures every pod's limited emptyDirs each ``interval`` seconds; evicts those over."""
 
@@ -253,54 +234,22 @@ class EvictionWatch:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval)
-            for record in list(self.manager.records.values()):
-                if record.plan is None or record.evicted:
-                    continue
-                default = self.manager.policy.DefaultEphemeralStorageLimit
+            default = self.manager.policy.DefaultEphemeralStorageLimit
+            for record, containers in self.manager.eviction_candidates():
+                assert record.plan is not None
                 dirs = limited_dirs(record.pod, record.plan.volumes.sources)
                 total = pod_limit(record.pod, record.plan.volumes.sources, default)
                 # With a pod total, every running container's usage counts toward it.
-                containers = limited_containers(
-                    record.pod, self.manager.tracker.containers_of(record.uid), default,
-                    unlimited=total is not None)
-                if not dirs and not containers and total is None:
+                limited = limited_containers(record.pod, containers, default,
+                                             unlimited=total is not None)
+                if not dirs and not limited and total is None:
                     continue
                 try:
                     message = await loop.run_in_executor(self._pool, over_limit, dirs,
-                                                         containers, total)
+                                                         limited, total)
                     if message:
-                        await evict(self.manager, record, message)
+                        await self.manager.evict(record, message)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # one pod's trouble must not stop the watch
                     log.exception("eviction check of pod %s failed", record.ref())
-
-
-async def evict(manager: "PodManager", record: "PodRecord", message: str) -> None:
-    """Kill the pod's containers, release its GPUs, and record why."""
-    from .pods import blocking
-
-    async with manager._lock(record.uid):
-        if manager.records.get(record.uid) is not record or record.evicted:
-            return  # deleted or evicted meanwhile
-        log.warning("evicting pod %s: %s", record.ref(), message)
-        record.evicted = message
-        # On disk first, so that a sidecar restarted halfway still keeps the pod down.
-        with contextlib.suppress(OSError):
-            (manager.pod_dir(record.uid) / EVICTED_FILE).write_text(message)
-        if record.task is not None:
-            record.task.cancel()
-            await asyncio.gather(record.task, return_exceptions=True)
-        await manager.supervisors.stop(record.uid)
-        containers = manager.tracker.containers_of(record.uid)
-        workloads = [c["Id"] for c in containers
-                     if c["Config"]["Labels"].get(L.ROLE) != L.ROLE_INFRA]
-        await asyncio.gather(*(blocking(manager.engine.stop, cid, 0) for cid in workloads),
-                             return_exceptions=True)
-        for c in containers:
-            if c["Config"]["Labels"].get(L.ROLE) == L.ROLE_INFRA:
-                with contextlib.suppress(Exception):
-                    await blocking(manager.engine.stop, c["Id"], 0)
-        for cid in workloads:
-            await blocking(manager.tracker.refresh, cid)
-        manager._release_gpus(record.uid)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .containers import Container, State
 from .probes import ProbeSettings, run_handler
 
 log = logging.getLogger("interlink.sidecar.lifecycle")
@@ -33,11 +34,11 @@ class Health:
 
 
 class Host(Protocol):
-    """What a supervisor needs from the pod manager."""
+    """What a supervisor needs from the container runtime (``runtime.ContainerRuntime``)."""
 
-    def current(self, uid: str, name: str) -> dict[str, Any] | None: ...
+    def current(self, uid: str, name: str) -> Container | None: ...
     async def exec_in(self, cid: str, command: list[str], timeout: float) -> int: ...
-    async def kill(self, info: dict[str, Any], grace: int, *, restart: bool) -> bool: ...
+    async def kill(self, info: Container, grace: int, *, restart: bool) -> bool: ...
     async def recreate(self, uid: str, name: str) -> None: ...
 
 
@@ -65,9 +66,9 @@ class Supervisor:
             while True:
                 self.changed.clear()
                 info = self.host.current(self.uid, self.name)
-                state = (info or {}).get("State") or {}
-                running = bool(state.get("Running")) and not state.get("Restarting")
-                key = state.get("StartedAt", "") if running else ""
+                state = info.state if info is not None else State({})
+                running = state.running and not state.restarting
+                key = state.started_at if running else ""
                 if key != self.health.instance:
                     if instance is not None:
                         instance.cancel()
@@ -78,11 +79,11 @@ class Supervisor:
                     if running and info is not None:
                         failures = 0
                         instance = asyncio.create_task(self._instance(info))
-                if info is not None and _start_failed(state) and self.restart_policy != "Never":
+                if info is not None and state.start_failed and self.restart_policy != "Never":
                     delay = min(self.backoff_initial * 2 ** failures, self.backoff_max)
                     failures += 1
                     self.health.backoff = (f"back-off {delay:g}s restarting failed container "
-                                           f"{self.name}: {state.get('Error', '')}")
+                                           f"{self.name}: {state.error}")
                     await asyncio.sleep(delay)
                     self.health.backoff = ""
                     await self.host.recreate(self.uid, self.name)
@@ -92,7 +93,7 @@ class Supervisor:
             if instance is not None:
                 instance.cancel()
 
-    async def _instance(self, info: dict[str, Any]) -> None:
+    async def _instance(self, info: Container) -> None:
         """Hooks and probes for one run of the container."""
         lifecycle = self.container.get("lifecycle") or {}
         if lifecycle.get("postStart"):
@@ -115,16 +116,16 @@ class Supervisor:
         if loops:
             await asyncio.gather(*loops)
 
-    def _exec(self, info: dict[str, Any]) -> Callable[[list[str], float], Awaitable[int]]:
-        return lambda command, timeout: self.host.exec_in(info["Id"], command, timeout)
+    def _exec(self, info: Container) -> Callable[[list[str], float], Awaitable[int]]:
+        return lambda command, timeout: self.host.exec_in(info.id, command, timeout)
 
-    async def _probe(self, info: dict[str, Any], probe: dict[str, Any],
+    async def _probe(self, info: Container, probe: dict[str, Any],
                      settings: ProbeSettings) -> bool:
         ok, _ = await run_handler(probe, self.container, self.pod_ip, timeout=settings.timeout,
                                   exec_in=self._exec(info))
         return ok
 
-    async def _until_started(self, info: dict[str, Any], probe: dict[str, Any]) -> bool:
+    async def _until_started(self, info: Container, probe: dict[str, Any]) -> bool:
         settings = ProbeSettings.from_spec(probe)
         await asyncio.sleep(settings.initial_delay)
         failures = 0
@@ -136,7 +137,7 @@ class Supervisor:
                 return False
             await asyncio.sleep(settings.period)
 
-    async def _readiness(self, info: dict[str, Any], probe: dict[str, Any]) -> None:
+    async def _readiness(self, info: Container, probe: dict[str, Any]) -> None:
         settings = ProbeSettings.from_spec(probe)
         await asyncio.sleep(settings.initial_delay)
         successes = failures = 0
@@ -151,7 +152,7 @@ class Supervisor:
                     self.health.ready = False
             await asyncio.sleep(settings.period)
 
-    async def _liveness(self, info: dict[str, Any], probe: dict[str, Any]) -> None:
+    async def _liveness(self, info: Container, probe: dict[str, Any]) -> None:
         settings = ProbeSettings.from_spec(probe)
         await asyncio.sleep(settings.initial_delay)
         failures = 0
@@ -165,7 +166,7 @@ class Supervisor:
                     return
             await asyncio.sleep(settings.period)
 
-    async def _kill(self, info: dict[str, Any], reason: str) -> None:
+    async def _kill(self, info: Container, reason: str) -> None:
         log.info("container %s of pod %s: %s; killing it (restartPolicy %s)", self.name,
                  self.uid, reason, self.restart_policy)
         self.health.killed_because = reason
@@ -173,10 +174,6 @@ class Supervisor:
         restart = self.restart_policy != "Never"
         if not await self.host.kill(info, self.grace, restart=restart) and restart:
             self.health.extra_restarts += 1
-
-
-def _start_failed(state: dict[str, Any]) -> bool:
-    return state.get("Status") == "created" and bool(state.get("Error"))
 
 
 class Supervisors:

@@ -15,6 +15,29 @@ import httpx
 
 Exec = Callable[[list[str], float], Awaitable[int]]
 
+# One client for every httpGet handler: its TLS context is built once, not per probe. No
+# connection is kept between probes (as the kubelet's prober): each probe is a new connection,
+# so a container that stops accepting them fails its probe.
+_client: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+
+def _http_client() -> httpx.AsyncClient:
+    global _client
+    loop = asyncio.get_running_loop()
+    if _client is None or _client[0] is not loop:
+        _client = (loop, httpx.AsyncClient(
+            verify=False, trust_env=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0)))
+    return _client[1]
+
+
+async def aclose_client() -> None:
+    """Close the shared client (at shutdown)."""
+    global _client
+    if _client is not None and _client[0] is asyncio.get_running_loop():
+        await _client[1].aclose()
+    _client = None
+
 
 class ProbeError(ValueError):
     pass
@@ -62,8 +85,8 @@ async def run_handler(handler: dict[str, Any], container: dict[str, Any], pod_ip
             port = resolve_port(spec.get("port"), container)
             path = spec.get("path") or "/"
             headers = {h["name"]: h.get("value", "") for h in spec.get("httpHeaders") or []}
-            async with httpx.AsyncClient(verify=False, timeout=timeout, trust_env=False) as c:
-                resp = await c.get(f"{scheme}://{host}:{port}{path}", headers=headers)
+            resp = await _http_client().get(f"{scheme}://{host}:{port}{path}",
+                                            headers=headers, timeout=timeout)
             ok = 200 <= resp.status_code < 400
             return ok, f"HTTP GET {path} on port {port}: {resp.status_code}"
         if "tcpSocket" in handler:

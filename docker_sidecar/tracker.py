@@ -16,12 +16,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import labels as L
-from .engine import Engine
+from .containers import Container
+from .engine_api import ContainerEngine
 
 log = logging.getLogger("interlink.sidecar.tracker")
 
-Listener = Callable[[str, dict[str, Any] | None], None]
+Listener = Callable[[str, Container | None], None]
 
 # Events after which a container's reported state can differ. Others (create, kill, stop,
 # exec_*, attach, ...) are followed by one of these or change nothing status shows; skipping
@@ -29,26 +29,22 @@ Listener = Callable[[str, dict[str, Any] | None], None]
 STATE_EVENTS = frozenset({"start", "die", "restart", "pause", "unpause", "update", "rename"})
 
 
-def has_stopped(info: dict[str, Any] | None) -> bool:
-    """Gone, or exited for good (not running, not about to be restarted, not yet started)."""
-    if info is None:
-        return True
-    state = info["State"]
-    # A container whose start failed stays "created" with Docker's error: it will never run.
-    return not (state.get("Running") or state.get("Restarting")
-                or (state.get("Status") == "created" and not state.get("Error")))
+def has_stopped(info: Container | None) -> bool:
+    """Gone, or exited for good (not running, not about to be restarted, not yet started; a
+    container whose start failed stays "created" with Docker's error: it will never run)."""
+    return info is None or info.has_stopped
 
 
 class Tracker:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerEngine) -> None:
         self.engine = engine
-        self._by_id: dict[str, dict[str, Any]] = {}
+        self._by_id: dict[str, Container] = {}
         # Inspects run in several threads at once; each is numbered when it starts so that a
         # slow, older answer never overwrites a newer one.
         self._seq = itertools.count()
         self._version: dict[str, int] = {}
         self._write = threading.Lock()
-        self._exit_waiters: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = \
+        self._exit_waiters: dict[str, list[asyncio.Future[Container | None]]] = \
             defaultdict(list)
         self._listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -58,19 +54,17 @@ class Tracker:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def containers_of(self, uid: str) -> list[dict[str, Any]]:
-        return [c for c in list(self._by_id.values())
-                if (c.get("Config", {}).get("Labels") or {}).get(L.POD_UID) == uid]
+    def containers_of(self, uid: str) -> list[Container]:
+        return [c for c in list(self._by_id.values()) if c.pod_uid == uid]
 
-    def by_pod(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    def by_pod(self) -> dict[str, list[Container]]:
+        out: dict[str, list[Container]] = defaultdict(list)
         for c in list(self._by_id.values()):
-            uid = (c.get("Config", {}).get("Labels") or {}).get(L.POD_UID)
-            if uid:
-                out[uid].append(c)
+            if c.pod_uid:
+                out[c.pod_uid].append(c)
         return out
 
-    def get(self, cid: str) -> dict[str, Any] | None:
+    def get(self, cid: str) -> Container | None:
         return self._by_id.get(cid)
 
     def add_listener(self, listener: Listener) -> None:
@@ -78,15 +72,15 @@ class Tracker:
 
     # --- updating ---------------------------------------------------------------------------
 
-    def refresh(self, cid: str) -> dict[str, Any] | None:
+    def refresh(self, cid: str) -> Container | None:
         """Re-inspect one container (blocking; call from a worker thread)."""
         seq = next(self._seq)
-        info = self.engine.inspect(cid)
+        info = Container.of(self.engine.inspect(cid))
         self._apply(cid, info, seq)
         return info
 
-    def _apply(self, cid: str, info: dict[str, Any] | None, seq: int) -> None:
-        key = info["Id"] if info is not None else cid
+    def _apply(self, cid: str, info: Container | None, seq: int) -> None:
+        key = info.id if info is not None else cid
         with self._write:
             if seq < self._version.get(key, -1):
                 return
@@ -94,14 +88,14 @@ class Tracker:
             if info is None:
                 self._by_id.pop(cid, None)
                 for known, data in list(self._by_id.items()):
-                    if data.get("Name", "").lstrip("/") == cid:
+                    if data.docker_name == cid:
                         self._by_id.pop(known, None)
             else:
                 self._by_id[key] = info
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._notify, cid, info)
 
-    def _notify(self, cid: str, info: dict[str, Any] | None) -> None:
+    def _notify(self, cid: str, info: Container | None) -> None:
         if has_stopped(info):
             for fut in self._exit_waiters.pop(cid, []):
                 if not fut.done():
@@ -123,10 +117,10 @@ class Tracker:
             if cid not in seen:
                 self._apply(cid, None, seq)
 
-    async def wait_exit(self, cid: str) -> dict[str, Any] | None:
+    async def wait_exit(self, cid: str) -> Container | None:
         """Wait until the container has stopped (or is gone); returns its last inspect."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        fut: asyncio.Future[Container | None] = loop.create_future()
         self._exit_waiters[cid].append(fut)
         info = await asyncio.to_thread(self.refresh, cid)  # it may have exited already
         if has_stopped(info):

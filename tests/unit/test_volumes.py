@@ -29,7 +29,7 @@ from docker_sidecar.volumes import (
 )
 from interlink_common.wire import ConfigMap, Secret
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 UID = "5d3e2c1b-6a7f-4e8d-9c0b-1a2b3c4d5e6f"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 

@@ -147,7 +147,7 @@ def test_shipped_configs_load_without_warnings(name, caplog):
     from docker_sidecar.policy import SidecarPolicy
 
     caplog.set_level(logging.WARNING, logger="interlink.config")
-    path = Path(__file__).parent.parent / "configs" / name
+    path = Path(__file__).parents[2] / "configs" / name
     cfg = load_config(str(path), extra_sections={"Sidecar": SidecarPolicy})
     assert caplog.records == []
     assert cfg.sidecar_base.startswith("http://127.0.0.1")

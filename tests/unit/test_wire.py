@@ -25,7 +25,7 @@ from interlink_common.wire import (
     unwrap_single,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 CREATE_FIXTURES = sorted(p.name for p in FIXTURES.glob("*_create_*.json"))
 
 

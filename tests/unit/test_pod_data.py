@@ -8,7 +8,7 @@ from pathlib import Path
 from interlink_api.pod_data import retrieved_pod_data
 from interlink_common.wire import PodCreateRequests
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def load(name: str) -> PodCreateRequests:
