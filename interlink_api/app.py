@@ -355,8 +355,9 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
 def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
                listener: Listener | None = None) -> FastAPI:
     """The API server as an ASGI app. FastAPI for the document (``/openapi.json``, ``/docs``),
-    but no FastAPI body parsing: every endpoint reads the raw request, and the schema is
-    declared beside it (``schema.py``), so a forwarded call pays only the routing.
+    but no FastAPI body parsing: every endpoint reads the raw request, its schema is declared
+    in ``schema.py``, and Starlette serves it (``openapi.RawRoute``), so a forwarded call pays
+    little more than the routing.
 
     ``listener`` is where it is served; without token validation it decides the checks
     against forged browser requests (``door.py``). In-process (None) there are none.
@@ -396,10 +397,11 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
 
     # The document and its page stay open with OIDC on, as /healthz does: they describe the
     # routes and reveal nothing of the pods or the tokens (docs/PROTOCOL.md section 5).
-    app = FastAPI(title="interLink API server", version=openapi.package_version(),
-                  lifespan=lifespan, openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
-                  middleware=[Middleware(RequestObserver, routes=VK_ROUTES + OPEN_ROUTES,
-                                         record=record)])
+    app = openapi.raw_app(title="interLink API server", version=openapi.package_version(),
+                          lifespan=lifespan, openapi_url="/openapi.json", docs_url="/docs",
+                          redoc_url=None,
+                          middleware=[Middleware(RequestObserver, routes=VK_ROUTES + OPEN_ROUTES,
+                                                 record=record)])
     for path, handler in (
         ("/create", server.create),
         ("/delete", server.delete),
@@ -425,6 +427,8 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
         # HEAD answers as GET does; one operation in the document.
         app.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response,
                           include_in_schema=False)
-    openapi.install(app, MODELS, description=DESCRIPTION)
+    openapi.install(app, MODELS, description=DESCRIPTION, open_paths=OPEN_ROUTES,
+                    bearer=None if validator is None else
+                    "A JWT from the configured OIDC issuer (audience, group as configured).")
     app.state.server = server
     return app

@@ -2,26 +2,47 @@
 
 The endpoints read their raw bodies themselves (a forwarded call must not pay for FastAPI's
 body parsing), so FastAPI cannot infer the request and response bodies: each route declares
-them here, with ``openapi_extra`` and ``responses``, from the pydantic models' own JSON
-schemas. Only the document is built from these; no request is parsed or checked by them.
+them, with ``openapi_extra`` and ``responses``, from the pydantic models' own JSON schemas.
+Only the document is built from these; no request is parsed or checked by them, and the
+routes are served as plain Starlette routes (``RawRoute``).
 The wire contract in words: docs/PROTOCOL.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.routing import request_response
 
 REF = "#/components/schemas/{model}"
 SESSION_HEADER = "InterLink-Http-Session"
 JSON = "application/json"
 TEXT = "text/plain"
+
+
+class RawRoute(APIRoute):
+    """A route FastAPI documents but Starlette serves: the endpoint takes the raw ``Request``
+    and returns a ``Response``, so FastAPI's per-request handler (dependency solving, exit
+    stacks, body limits) would do nothing for it but cost half of FastAPI's overhead
+    (bench/bench_api.py measures it)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(endpoint)
+
+
+def raw_app(**kwargs: Any) -> FastAPI:
+    """A FastAPI app whose ``add_api_route`` routes are ``RawRoute``s."""
+    app = FastAPI(**kwargs)
+    app.router.route_class = RawRoute
+    return app
 
 
 def package_version() -> str:
@@ -80,15 +101,28 @@ def by_code(responses: Mapping[int | str, dict[str, Any]]) -> dict[int | str, di
     return dict(sorted(responses.items(), key=lambda kv: (isinstance(kv[0], str), str(kv[0]))))
 
 
-def install(app: FastAPI, models: Iterable[type[BaseModel]], *, description: str = "") -> None:
-    """Serve the models' schemas under ``components.schemas``; built once, on first request."""
+def install(app: FastAPI, models: Iterable[type[BaseModel]], *, description: str = "",
+            bearer: str | None = None, open_paths: Iterable[str] = ()) -> None:
+    """Serve the models' schemas under ``components.schemas``; built once, on first request.
+
+    ``bearer`` describes the token every operation but those under ``open_paths`` needs, when
+    the service checks one."""
     schemas = component_schemas(models)
+    unchecked = frozenset(open_paths)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=description,
                               routes=app.routes)
-            doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            components = doc.setdefault("components", {})
+            components.setdefault("schemas", {}).update(schemas)
+            if bearer is not None:
+                components["securitySchemes"] = {"bearer": {
+                    "type": "http", "scheme": "bearer", "description": bearer}}
+                for path, operations in doc["paths"].items():
+                    if path not in unchecked:
+                        for operation in operations.values():
+                            operation["security"] = [{"bearer": []}]
             app.openapi_schema = doc
         return app.openapi_schema
 
