@@ -15,6 +15,7 @@ from interlink_common.openapi import (
     array_of,
     by_code,
     errors,
+    identified,
     json_body,
     json_reply,
     ref,
@@ -56,6 +57,18 @@ COMMON_ERRORS = errors({
 })
 
 
+# A RetrievedPodData whose pod and containers are named as Kubernetes names them, with at
+# least one container and an image for each (422 otherwise: nothing could run).
+RUNNABLE = {"type": "object", "required": ["spec"], "properties": {"spec": {
+    "type": "object", "required": ["containers"], "properties": {"containers": {
+        "type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["image"],
+            "properties": {"image": {"type": "string", "minLength": 1}}}}}}}}
+CREATE = {"allOf": [ref(RetrievedPodData), {"type": "object", "properties": {
+    "pod": {"allOf": [{"$ref": "#/components/schemas/PodIdentity"}, RUNNABLE]}}}]}
+DELETE = identified(ref(Pod), "PodName")
+
+
 def _route(methods: tuple[str, ...], summary: str, body: dict[str, Any],
            responses: dict[int | str, dict[str, Any]]) -> dict[str, Any]:
     return {"methods": list(methods), "summary": summary,
@@ -66,8 +79,7 @@ def _route(methods: tuple[str, ...], summary: str, body: dict[str, Any],
 PLUGIN_DOCS: dict[str, dict[str, Any]] = {
     "/create": _route(
         ("POST",), "Create a pod's containers",
-        json_body({"anyOf": [ref(RetrievedPodData),
-                             array_of(ref(RetrievedPodData), minItems=1, maxItems=1)]},
+        json_body({"anyOf": [CREATE, array_of(CREATE, minItems=1, maxItems=1)]},
                   "The pod and what its containers use. Current API servers send one object, "
                   "legacy ones a one-element array; both are accepted."),
         {200: json_reply(ref(CreateStruct), "Accepted: the containers are being created; "
@@ -76,12 +88,12 @@ PLUGIN_DOCS: dict[str, dict[str, Any]] = {
                    "a field the policy refuses); the message says which.")}),
     "/delete": _route(
         ("POST",), "Delete a pod's containers and files",
-        json_body({"anyOf": [ref(Pod), array_of(ref(Pod), minItems=1, maxItems=1)]},
+        json_body({"anyOf": [DELETE, array_of(DELETE, minItems=1, maxItems=1)]},
                   "The pod (its metadata.uid, a UUID, names it)."),
         {200: text("Deleted, or not found on this node (nothing to delete).")}),
     "/status": _route(
         ("GET",), "Statuses of pods, or the node's capacity",
-        json_body(array_of(ref(Pod)), "The pods to report on. An empty array or body is the "
+        json_body(array_of(identified(ref(Pod), "PodUID")), "The pods to report on. An empty array or body is the "
                   "API server's ping.", required=False),
         {200: json_reply({"anyOf": [array_of(ref(PodStatus)), ref(PingResponse)]},
                          "One PodStatus per pod, in request order; for an empty request, the "

@@ -16,9 +16,12 @@ from interlink_common.openapi import (
     TEXT,
     array_of,
     by_code,
+    UID,
     errors,
+    identified,
     json_body,
     json_reply,
+    log_identity,
     ref,
     session_parameter,
     text,
@@ -64,6 +67,9 @@ PASSED_THROUGH = {"default": text(
     "A non-200 plugin reply, with the plugin's status code and its message (scrubbed of "
     "anything token-like).")}
 STATUS_ARRAY = array_of(ref(PodStatus))
+# A PodCreateRequests whose pod and containers are named as Kubernetes names them.
+CREATE = {"allOf": [ref(PodCreateRequests), {"type": "object", "properties": {
+    "pod": {"$ref": "#/components/schemas/PodIdentity"}}}]}
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,7 @@ class RouteDoc:
 VK_DOCS: dict[str, RouteDoc] = {
     "/create": RouteDoc(
         ("POST",), "Create a pod on the plugin",
-        json_body({"anyOf": [ref(PodCreateRequests), array_of(ref(PodCreateRequests),
-                                                              minItems=1, maxItems=1)]},
+        json_body({"anyOf": [CREATE, array_of(CREATE, minItems=1, maxItems=1)]},
                   "The pod with the config maps and secrets it uses. Both VK generations send "
                   "one object; a one-element array of it is accepted too."),
         {200: {"description": "Created: the plugin's answer, passed through. Current VKs "
@@ -100,7 +105,8 @@ VK_DOCS: dict[str, RouteDoc] = {
         PASSED_THROUGH),
     "/delete": RouteDoc(
         ("DELETE",), "Delete a pod on the plugin",
-        json_body(ref(Pod), "One pod, forwarded to the plugin byte for byte."),
+        json_body(identified(ref(Pod), "PodName"),
+                  "One pod, forwarded to the plugin byte for byte."),
         {200: {"description": "Deleted (an unknown pod too). Current VK: the plugin's text. "
                               "Legacy VK: a one-element array of PodStatus with null "
                               "containers, which it parses.",
@@ -109,7 +115,7 @@ VK_DOCS: dict[str, RouteDoc] = {
         PASSED_THROUGH),
     "/status": RouteDoc(
         ("GET",), "Statuses of pods",
-        json_body(array_of(ref(Pod)),
+        json_body(array_of(identified(ref(Pod), "PodUID")),
                   "The pods to report on (current VK: one per call; legacy VK: all it knows). "
                   "An empty array or an empty body asks for every cached status.",
                   required=False),
@@ -120,7 +126,7 @@ VK_DOCS: dict[str, RouteDoc] = {
         {**PASSED_THROUGH, 502: text("The plugin answered 200 without a JSON array.")}),
     "/getLogs": RouteDoc(
         ("GET",), "A container's log",
-        json_body(ref(LogStruct), "Which container and which part of its log."),
+        json_body(log_identity(ref(LogStruct)), "Which container and which part of its log."),
         {200: text("The log bytes, streamed as they come when Opts.Follow is true.")},
         {**PASSED_THROUGH,
          400: text("As for every route, and: Tail with Bytes, SinceSeconds with SinceTime, a "
@@ -139,7 +145,7 @@ VK_DOCS: dict[str, RouteDoc] = {
          500: text("The plugin is unreachable: the body is `503`.", "503")}),
     "/updateCache": RouteDoc(
         ("POST",), "Forget a pod's cached status",
-        json_body({"anyOf": [{"type": "string", "format": "uuid"}, ref(Pod)]},
+        json_body({"anyOf": [UID, identified(ref(Pod), "PodUID")]},
                   "Current VK: the pod. Legacy VK: the pod's UID as raw bytes, not JSON "
                   "(still sent as application/json); a JSON string holding the UID is "
                   "accepted too."),

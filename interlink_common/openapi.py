@@ -21,6 +21,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.routing import request_response
 
+from .identity import (
+    LABEL_MAX,
+    LABEL_PATTERN,
+    SUBDOMAIN_MAX,
+    SUBDOMAIN_PATTERN,
+    UID_PATTERN,
+)
+
 REF = "#/components/schemas/{model}"
 SESSION_HEADER = "InterLink-Http-Session"
 JSON = "application/json"
@@ -67,6 +75,53 @@ def component_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
     return dict(top.get("$defs", {}))
 
 
+# --- identity: what both services check before anything else (identity.py), as schemas --------
+
+UID = {"type": "string", "format": "uuid", "pattern": UID_PATTERN,
+       "description": "The pod's UID, a UUID in canonical lower-case form."}
+LABEL = {"type": "string", "maxLength": LABEL_MAX, "pattern": LABEL_PATTERN}
+SUBDOMAIN = {"type": "string", "maxLength": SUBDOMAIN_MAX, "pattern": SUBDOMAIN_PATTERN}
+_CONTAINERS = {"type": "array", "items": {
+    "type": "object", "required": ["name"],
+    "properties": {"name": {**LABEL, "description": "A DNS-1123 label."}}}}
+
+IDENTITY_SCHEMAS: dict[str, Any] = {
+    "PodName": {
+        "description": "What names a pod: a UUID UID, a DNS-1123 label namespace and a "
+                       "DNS-1123 subdomain name. Anything else is 400, naming the field.",
+        "type": "object", "required": ["metadata"],
+        "properties": {"metadata": {
+            "type": "object", "required": ["uid", "namespace", "name"],
+            "properties": {"uid": UID, "namespace": LABEL, "name": SUBDOMAIN}}}},
+    "PodIdentity": {
+        "description": "A pod's name (PodName) and its containers' names (DNS-1123 labels).",
+        "allOf": [{"$ref": REF.format(model="PodName")}, {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "containers": _CONTAINERS, "initContainers": _CONTAINERS}}}}]},
+    "PodUID": {
+        "description": "A pod asked about: its UID is required; namespace and name, when sent, "
+                       "must be valid names.",
+        "type": "object", "required": ["metadata"],
+        "properties": {"metadata": {
+            "type": "object", "required": ["uid"],
+            "properties": {"uid": UID, "namespace": LABEL, "name": SUBDOMAIN}}}},
+}
+
+
+def identified(schema: dict[str, Any], identity: str) -> dict[str, Any]:
+    """``schema`` (a pod) with the identity rules both services enforce on it."""
+    return {"allOf": [schema, {"$ref": REF.format(model=identity)}]}
+
+
+def log_identity(schema: dict[str, Any]) -> dict[str, Any]:
+    """A LogStruct with the names checked: namespace, pod UID, and the container if named."""
+    return {"allOf": [schema, {
+        "type": "object", "required": ["Namespace", "PodUID"],
+        "properties": {"Namespace": LABEL, "PodUID": UID,
+                       "ContainerName": {"anyOf": [LABEL, {"const": ""}]}}}]}
+
+
 def json_body(schema: dict[str, Any], description: str, *, required: bool = True
               ) -> dict[str, Any]:
     """An ``openapi_extra`` declaring a JSON request body (the handler reads it raw)."""
@@ -107,7 +162,7 @@ def install(app: FastAPI, models: Iterable[type[BaseModel]], *, description: str
 
     ``bearer`` describes the token every operation but those under ``open_paths`` needs, when
     the service checks one."""
-    schemas = component_schemas(models)
+    schemas = {**component_schemas(models), **IDENTITY_SCHEMAS}
     unchecked = frozenset(open_paths)
 
     def openapi() -> dict[str, Any]:

@@ -127,6 +127,14 @@ def test_create_accepts_array_shapes(sidecar, shape):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda p: p["spec"]["containers"][0].update(image=""), "spec.containers[0].image is empty"),
+    # Found by generated requests: Docker cannot parse these, and once failed the pod late
+    # with a traceback in the log; now they are refused at /create, naming the field.
+    (lambda p: p["spec"]["containers"][0].update(image="\x16"),
+     "spec.containers[0].image '\\x16' is not a valid image reference"),
+    (lambda p: p["spec"]["containers"][0].update(image="Busybox:1.36"),
+     "is not a valid image reference"),
+    (lambda p: p["spec"]["containers"][0].update(image=5),
+     "spec.containers[0].image must be a string"),
     (lambda p: p["spec"]["containers"][0].update(securityContext={"privileged": True}),
      "Sidecar.AllowPrivileged"),
     (lambda p: p["spec"].update(hostNetwork=True), "Sidecar.AllowHostNetwork"),
