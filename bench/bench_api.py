@@ -497,7 +497,8 @@ def main() -> int:
         ("load: throughput", b[2], a[2], ""),
         ("load: latency median / p99", b[3], a[3], ""),
         ("load: server CPU per request (user+sys)", b[4], a[4], ""),
-        (f"framework, in-process ASGI /status, median (n={fw_n}): plain Starlette | FastAPI",
+        (f"framework, in-process ASGI /status, median (n={fw_n}): plain Starlette (baseline "
+         "column) vs. FastAPI as served",
          us(fw_med["starlette"]), us(fw_med["fastapi"]), ""),
         ("framework cost: median(FastAPI) - median(Starlette) / median of paired", "-",
          f"{us(fw_added)} / {us(fw_paired)}", f"<= {TARGET_FRAMEWORK_US:g} µs ({fw_ok})"),

@@ -93,8 +93,9 @@ PLUGIN_DOCS: dict[str, dict[str, Any]] = {
         {200: text("Deleted, or not found on this node (nothing to delete).")}),
     "/status": _route(
         ("GET",), "Statuses of pods, or the node's capacity",
-        json_body(array_of(identified(ref(Pod), "PodUID")), "The pods to report on. An empty array or body is the "
-                  "API server's ping.", required=False),
+        json_body(array_of(identified(ref(Pod), "PodUID")),
+                  "The pods to report on. An empty array or body is the API server's ping.",
+                  required=False),
         {200: json_reply({"anyOf": [array_of(ref(PodStatus)), ref(PingResponse)]},
                          "One PodStatus per pod, in request order; for an empty request, the "
                          "node's PingResponse."),

@@ -133,7 +133,7 @@ def not_found_status(pod: dict[str, Any], why: str) -> PodStatus:
 
 
 def phase_of(status: PodStatus) -> str:
-    """The phase the current VK derives from a status (PROTOCOL.md section 4)."""
+    """The phase the current VK derives from a status (docs/PROTOCOL.md section 4)."""
     for c in status.initContainers or []:
         if c.state.waiting is not None or c.state.running is not None:
             return "Pending"

@@ -396,7 +396,7 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
             log.debug("%s %s -> %d in %.1f ms", method, route, status, seconds * 1000)
 
     # The document and its page stay open with OIDC on, as /healthz does: they describe the
-    # routes and reveal nothing of the pods or the tokens (docs/PROTOCOL.md section 5).
+    # routes and reveal nothing of the pods or the tokens (docs/PROTOCOL.md section 7).
     app = openapi.raw_app(title="interLink API server", version=openapi.package_version(),
                           lifespan=lifespan, openapi_url="/openapi.json", docs_url="/docs",
                           redoc_url=None,

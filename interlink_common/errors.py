@@ -1,7 +1,7 @@
 """How a failed request becomes an answer, the same way in both services.
 
 A handler raises; ``answer_errors`` turns what it raised into the status code and text the
-client reads (docs/PROTOCOL.md, "Status codes"):
+client reads (docs/PROTOCOL.md sections 1 and 2, "Errors"):
 
 * ``RequestTooLarge``: 413, its message names the cap and the config key that raises it;
 * ``WireError`` (a body that does not match the wire contract): 400, naming the field;
