@@ -46,7 +46,7 @@ from .gpus import accelerators, sample
 from .pods import PodManager
 from .quantity import format_bytes_k8s
 from .request_limits import check_status_count, read_body
-from .schema import DESCRIPTION, MODELS, OPEN_DOCS, PLUGIN_DOCS, TOKEN
+from .schema import DESCRIPTION, MODELS, OPERATIONS_DOCS, PLUGIN_DOCS, TOKEN
 from .status import phase_of
 
 log = logging.getLogger("interlink.sidecar")
@@ -296,7 +296,7 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None,
 
     for path, run in (("/healthz", healthz), ("/metrics", metrics), ("/gpus", gpus)):
         app.add_api_route(path, run, methods=["GET"], operation_id=path.lstrip("/"),
-                          response_class=Response, **OPEN_DOCS[path])
+                          response_class=Response, **OPERATIONS_DOCS[path])
     app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False,
                       response_class=Response)
     openapi.install(app, MODELS, description=DESCRIPTION, open_paths=("/healthz",),

@@ -112,7 +112,7 @@ PLUGIN_DOCS: dict[str, dict[str, Any]] = {
          502: text("The Docker Engine refused the log request.")}),
 }
 
-OPEN_DOCS: dict[str, dict[str, Any]] = {
+OPERATIONS_DOCS: dict[str, dict[str, Any]] = {
     "/healthz": {"summary": "The process is up", "responses": {200: text("Up.", "ok")}},
     "/metrics": {"summary": "Prometheus metrics", "responses": by_code({
         200: text("Prometheus text exposition format."),
