@@ -23,7 +23,8 @@ Everything runs on one machine: the numbers include the client's own CPU, which 
 two servers for the same cores (under load the httpx load generator is itself a large CPU user, so
 the baseline throughput is partly client-bound). Compare columns, not absolute values across
 machines; the "server CPU per request" row is the least noisy number on a shared machine.
-The exit status is 1 when the added-latency target is missed or any load request failed.
+The exit status is 1 when the added-latency target or the framework budget is missed, or any load
+request failed.
 """
 
 from __future__ import annotations
