@@ -231,6 +231,25 @@ def test_unknown_pod_is_reported_not_found_never_empty(sidecar):
         assert "not known" in c["state"]["terminated"]["message"]
 
 
+@pytest.mark.parametrize("mutate", [
+    lambda p: p["spec"]["containers"][0].update(image=5),
+    lambda p: p["spec"]["containers"][0].update(name=["a"]),
+    lambda p: p["metadata"].update(name=7),
+    lambda p: p.update(spec="no spec"),
+    lambda p: p["spec"].update(containers={"a": 1}),
+    lambda p: p["spec"].update(containers=["a"], initContainers=7),
+])
+def test_status_of_an_unknown_pod_of_odd_shape_is_not_found(sidecar, mutate):
+    """Only the UID of a status request is checked; a pod whose other fields have the wrong
+    type (a refused /create's, say) is reported NotFound, not a 500."""
+    p = pod("odd", [container("main", "true")])
+    mutate(p)
+    status = sidecar.status(p)
+    assert status["UID"] == p["metadata"]["uid"]
+    assert status["containers"] and all(
+        c["state"]["terminated"]["reason"] == "NotFound" for c in status["containers"])
+
+
 def test_ping_reports_node_capacity(sidecar):
     r = sidecar.http.request("GET", "/status", content=b"[]")
     ping = r.json()
