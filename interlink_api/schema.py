@@ -42,9 +42,9 @@ DESCRIPTION = (
     "The interLink API server's routes as the virtual kubelet (VK) calls them. Both VK "
     "generations are served: the current one (0.5+) sends the `InterLink-Http-Session` header "
     "on every call, the legacy one (0.1-0.2) never does, and some answers differ between them "
-    "(see each route). Every route also accepts GET, POST, PUT, DELETE and PATCH with the same "
-    "body, as upstream's router does; the methods listed are the ones the VKs send. Errors are "
-    "plain text naming the field, the cap or the fix.")
+    "(see each route). Every VK route also accepts GET, HEAD, POST, PUT, DELETE, PATCH and "
+    "OPTIONS with the same body, as upstream's router does; the methods listed are the ones the "
+    "VKs send. Errors are plain text naming the field, the cap or the fix.")
 
 SESSION = session_parameter(
     "Sent by the current VK on every call (`<Operation>#<n>`); its presence is how the "
