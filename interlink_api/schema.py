@@ -67,9 +67,28 @@ PASSED_THROUGH = {"default": text(
     "A non-200 plugin reply, with the plugin's status code and its message (scrubbed of "
     "anything token-like).")}
 STATUS_ARRAY = array_of(ref(PodStatus))
+OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def _objects(**properties: Any) -> dict[str, Any]:
+    return array_of({"type": "object", "properties": properties} if properties else OBJECT)
+
+
+# What the API server reads of a pod to give each container its ConfigMaps and Secrets
+# (pod_data.py); any of these of another type is 400, naming the field.
+_CONTAINER_REFS = _objects(
+    env=_objects(valueFrom={"type": "object", "properties": {
+        "configMapKeyRef": OBJECT, "secretKeyRef": OBJECT}}),
+    envFrom=_objects(configMapRef=OBJECT, secretRef=OBJECT),
+    volumeMounts=_objects())
+POD_REFERENCES = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+    "containers": _CONTAINER_REFS, "initContainers": _CONTAINER_REFS,
+    "volumes": _objects(configMap=OBJECT, secret=OBJECT, projected={
+        "type": "object", "properties": {"sources": _objects(configMap=OBJECT,
+                                                             secret=OBJECT)}})}}}}
 # A PodCreateRequests whose pod and containers are named as Kubernetes names them.
 CREATE = {"allOf": [ref(PodCreateRequests), {"type": "object", "properties": {
-    "pod": {"$ref": "#/components/schemas/PodIdentity"}}}]}
+    "pod": {"allOf": [{"$ref": "#/components/schemas/PodIdentity"}, POD_REFERENCES]}}}]}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from sidecars import start_test_sidecar
 
 # Small enough for a couple of minutes on two cores, per service; derandomized, so a run
 # repeats the same requests and a failure reproduces.
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 80
 SETTINGS = settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None,
                     database=None, suppress_health_check=list(HealthCheck))
 
