@@ -12,13 +12,19 @@ front of it, both on loopback, and measures:
    plugin, one keep-alive ``httpx.Client`` each, calls interleaved so both see the same noise;
 2. the same for a Succeeded pod that is already cached (answered without a plugin call);
 3. sustained load: N concurrent clients, each polling /status for its own Running pod for a fixed
-   time, through the API and (baseline) straight to the plugin.
+   time, through the API and (baseline) straight to the plugin;
+4. the web framework's own cost per request, in-process: the API's routes (same paths, same
+   methods, the same raw-Request endpoint, the same RequestObserver middleware) served by
+   FastAPI as interlink-api serves them (``interlink_common.openapi.raw_app``: FastAPI's app and
+   document, routes served by Starlette's request handler), and by plain Starlette, both called
+   straight through ASGI (no sockets), interleaved.
 
 Everything runs on one machine: the numbers include the client's own CPU, which competes with the
 two servers for the same cores (under load the httpx load generator is itself a large CPU user, so
 the baseline throughput is partly client-bound). Compare columns, not absolute values across
 machines; the "server CPU per request" row is the least noisy number on a shared machine.
-The exit status is 1 when the added-latency target is missed or any load request failed.
+The exit status is 1 when the added-latency target or the framework budget is missed, or any load
+request failed.
 """
 
 from __future__ import annotations
@@ -45,10 +51,13 @@ for p in (str(ROOT), str(ROOT / "tests")):
         sys.path.insert(0, p)
 
 import httpx  # noqa: E402
+# Module level: FastAPI resolves an endpoint's (postponed) annotations in its module's globals.
+from starlette.requests import Request  # noqa: E402
 
 from procs import start_api, start_fake_plugin  # noqa: E402
 
 TARGET_ADDED_MS = 2.0
+TARGET_FRAMEWORK_US = 50.0
 FIXTURE = ROOT / "tests" / "fixtures" / "current_create_notebook.json"
 
 
@@ -187,6 +196,106 @@ def latency(api_base: str, plugin_base: str, template: dict, n: int, warmup: int
     return {"times": times, "paired": paired, "paired_cached": paired_cached}
 
 
+# --- 4: framework cost, in-process ---------------------------------------------------------------
+
+def framework_apps() -> dict:
+    """The API's route table twice, FastAPI and plain Starlette, around one raw-Request endpoint
+    that reads the body as the API's handlers do."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from interlink_api.app import ANY_METHOD, OPEN_ROUTES, VK_ROUTES
+    from interlink_api.schema import VK_DOCS
+    from interlink_common.observe import RequestObserver
+    from interlink_common.openapi import raw_app
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        return Response(b"[]" if body else b"", media_type="application/json")
+
+    seen: list[int] = []
+
+    def record(route: str, method: str, status: int, seconds: float) -> None:
+        seen.append(status)
+
+    middleware = [Middleware(RequestObserver, routes=VK_ROUTES + OPEN_ROUTES, record=record)]
+    fast = raw_app(middleware=middleware)  # as interlink-api builds its app
+    for path, doc in VK_DOCS.items():
+        fast.add_api_route(path, endpoint, methods=list(doc.methods), response_class=Response,
+                           operation_id=path.lstrip("/"), openapi_extra=doc.openapi_extra(),
+                           responses=doc.all_responses())
+        fast.add_api_route(path, endpoint, include_in_schema=False, response_class=Response,
+                           methods=[m for m in ANY_METHOD if m not in doc.methods])
+    for path in OPEN_ROUTES:
+        fast.add_api_route(path, endpoint, methods=["GET", "HEAD"], response_class=Response)
+    plain = Starlette(middleware=middleware, routes=[
+        *(Route(path, endpoint, methods=ANY_METHOD) for path in VK_ROUTES),
+        *(Route(path, endpoint, methods=["GET", "HEAD"]) for path in OPEN_ROUTES)])
+    return {"starlette": plain, "fastapi": fast}
+
+
+async def _framework(n: int, warmup: int, body: bytes) -> dict:
+    apps = framework_apps()
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()),
+               (b"interlink-http-session", b"GetPodStatus#1")]
+
+    async def call(app) -> int:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": "/status", "raw_path": b"/status",
+                 "root_path": "", "query_string": b"", "headers": headers,
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+                 "state": {}}
+        status = 0
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await app(scope, receive, send)
+        return status
+
+    order = list(apps)
+    for _ in range(warmup):
+        for name in order:
+            if await call(apps[name]) != 200:
+                raise RuntimeError(f"{name} app did not answer 200")
+    times: dict[str, list[float]] = {name: [] for name in order}
+    clock = time.perf_counter
+    for i in range(n):
+        for name in (order if i % 2 else order[::-1]):
+            t0 = clock()
+            await call(apps[name])
+            times[name].append(clock() - t0)
+    paired = [f - s for f, s in zip(times["fastapi"], times["starlette"])]
+    return {"times": times, "paired": paired}
+
+
+def framework(n: int, warmup: int, body: bytes) -> dict:
+    """Per-request cost of FastAPI vs. plain Starlette for the API's route table."""
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(_framework(n, warmup, body))
+
+
+def us(x: float) -> str:
+    return f"{x * 1e6:.1f} µs"
+
+
 # --- 3: sustained load ---------------------------------------------------------------------------
 
 async def _load(base: str, template: dict, clients: int, duration: float,
@@ -306,6 +415,11 @@ def main() -> int:
             print(f"plugin at {plugin.base}, interlink-api at {api.base}", file=sys.stderr)
 
             t = time.perf_counter()
+            running = status_body(make_pod(template, str(uuid.uuid4()), "Running"))
+            fw = framework(args.n * 10, args.warmup * 10, running)
+            print(f"framework phase: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+
+            t = time.perf_counter()
             lat = latency(api.base, plugin.base, template, args.n, args.warmup)
             print(f"latency phase: {time.perf_counter() - t:.1f} s", file=sys.stderr)
             reset_plugin(plugin.base)
@@ -355,6 +469,11 @@ def main() -> int:
                 ", ".join(cpu) + " ms" if cpu else "-"]
 
     b, a = load_rows(base_load), load_rows(api_load)
+    fw_med = {k: statistics.median(v) for k, v in fw["times"].items()}
+    fw_added = fw_med["fastapi"] - fw_med["starlette"]
+    fw_paired = statistics.median(fw["paired"])
+    fw_ok = "met" if max(fw_added, fw_paired) <= TARGET_FRAMEWORK_US / 1e6 else "MISSED"
+    fw_n = len(fw["paired"])
     ok = "met" if added <= TARGET_ADDED_MS / 1000 else "MISSED"
     ok_paired = "met" if added_paired <= TARGET_ADDED_MS / 1000 else "MISSED"
     load_name = (f"load: {args.clients} clients x {args.duration:g} s"
@@ -379,6 +498,11 @@ def main() -> int:
         ("load: throughput", b[2], a[2], ""),
         ("load: latency median / p99", b[3], a[3], ""),
         ("load: server CPU per request (user+sys)", b[4], a[4], ""),
+        (f"framework, in-process ASGI /status, median (n={fw_n}): plain Starlette (baseline "
+         "column) vs. FastAPI as served",
+         us(fw_med["starlette"]), us(fw_med["fastapi"]), ""),
+        ("framework cost: median(FastAPI) - median(Starlette) / median of paired", "-",
+         f"{us(fw_added)} / {us(fw_paired)}", f"<= {TARGET_FRAMEWORK_US:g} µs ({fw_ok})"),
     ]
     print()
     print(f"Command: `{command.strip()}` (from the repository root)")
@@ -396,7 +520,7 @@ def main() -> int:
             errors += len(res["errors"])
             print(f"\n{name}: first errors: {res['errors'][:3]}")
     sys.stdout.flush()
-    return 1 if added > TARGET_ADDED_MS / 1000 or errors else 0
+    return 1 if added > TARGET_ADDED_MS / 1000 or errors or fw_ok != "met" else 0
 
 
 if __name__ == "__main__":

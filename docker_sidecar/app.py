@@ -1,4 +1,4 @@
-"""The sidecar's HTTP API: the interLink plugin endpoints (PROTOCOL.md section 2)."""
+"""The sidecar's HTTP API: the interLink plugin endpoints (docs/PROTOCOL.md section 2)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from interlink_common import openapi
 from interlink_common.door import Door
+from interlink_common.errors import answer_errors
 from interlink_common.identity import IdentityError, check_pod_identity, check_uid
-from interlink_common.logconfig import redact
 from interlink_common.observe import RequestObserver
 from interlink_common.plugin_auth import RequireToken, TokenFile
 from interlink_common.wire import (
@@ -43,7 +44,8 @@ from .plan import NodeFacts, PlanError
 from .gpus import accelerators, sample
 from .pods import LogLookupError, PodManager
 from .quantity import format_bytes_k8s
-from .request_limits import RequestTooLarge, check_status_count, read_body
+from .request_limits import check_status_count, read_body
+from .schema import DESCRIPTION, MODELS, OPERATIONS_DOCS, PLUGIN_DOCS, TOKEN
 
 log = logging.getLogger("interlink.sidecar")
 
@@ -221,32 +223,34 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None,
             manager.tracker.stop()
             await sidecar.log_streams.aclose()
 
-    app = FastAPI(title="interLink Docker sidecar", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)
+    # The document needs the token like every route but /healthz (RequireToken below).
+    app = openapi.raw_app(title="interLink Docker sidecar", version=openapi.package_version(),
+                          lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                          openapi_url="/openapi.json")
 
     def endpoint(handler: Any) -> Any:
         async def run(request: Request) -> Response:
-            try:
-                answer = refused(request, None)
-                if answer is not None:
-                    return answer
+            async def answer() -> Response:
+                refused_early = refused(request, None)
+                if refused_early is not None:
+                    return refused_early
                 body = await read_body(request, manager.policy.MaxBodyBytes)
                 return refused(request, body) or await handler(body)
-            except RequestTooLarge as exc:
-                return PlainTextResponse(str(exc), status_code=413)
-            except WireError as exc:
-                return PlainTextResponse(str(exc), status_code=400)
-            except Exception as exc:  # never crash on input; say what failed
-                log.exception("%s failed", request.url.path)
-                return PlainTextResponse(f"internal error in {request.url.path}: "
-                                         f"{type(exc).__name__}: {redact(str(exc))}",
-                                         status_code=500)
+            return await answer_errors(request, answer, log)
         return run
 
     for path, handler in (("/create", sidecar.create), ("/delete", sidecar.delete),
                           ("/status", sidecar.status), ("/getLogs", sidecar.get_logs)):
-        app.add_api_route(path, endpoint(handler), methods=ANY_METHOD)
-    app.add_api_route("/healthz", lambda: PlainTextResponse("ok"), methods=["GET", "HEAD"])
+        doc = PLUGIN_DOCS[path]
+        run = endpoint(handler)
+        # Listed: what the API server sends; served too, unlisted: every other method.
+        app.add_api_route(path, run, operation_id=path.lstrip("/"), response_class=Response,
+                          **doc)
+        app.add_api_route(path, run, include_in_schema=False, response_class=Response,
+                          methods=[m for m in ANY_METHOD if m not in doc["methods"]])
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
 
     # Read-only, but DNS rebinding would let a page read them: pod names, GPU holders.
     async def metrics(request: Request) -> Response:
@@ -257,8 +261,13 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None,
     async def gpus(request: Request) -> Response:
         return refused(request, None) or Response(dumps(sidecar.gpu_report()), media_type=JSON)
 
-    app.add_api_route("/metrics", metrics, methods=["GET"])
-    app.add_api_route("/gpus", gpus, methods=["GET"])
+    for path, run in (("/healthz", healthz), ("/metrics", metrics), ("/gpus", gpus)):
+        app.add_api_route(path, run, methods=["GET"], operation_id=path.lstrip("/"),
+                          response_class=Response, **OPERATIONS_DOCS[path])
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False,
+                      response_class=Response)
+    openapi.install(app, MODELS, description=DESCRIPTION, open_paths=("/healthz",),
+                    bearer=None if token is None else TOKEN)
     app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _: (
         sidecar.metrics.requests.labels(route, str(status)).inc()))
     if token is not None:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,34 @@ class NodeFacts:
     host_ip: str = ""
 
 
+# An image reference as the Docker Engine parses it (the distribution "reference" grammar):
+# [registry[:port]/]path[:tag][@digest], path components lower case.
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?", re.ASCII)
+IMAGE_NAME_MAX = 255
+
+
+def check_image(image: Any, where: str) -> str:
+    """The image reference, stripped; one Docker could not parse is refused here, naming the
+    field, instead of failing the pod later (Kubernetes: InvalidImageName)."""
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise PlanError(f"{where}.image is empty; set the image to run")
+    if not isinstance(image, str):
+        raise PlanError(f"{where}.image must be a string, such as busybox:1.36")
+    image = image.strip()
+    name = image.split("@", 1)[0]
+    if len(name) > IMAGE_NAME_MAX or not IMAGE_REFERENCE.fullmatch(image):
+        shown = repr(image) if len(image) <= 80 else repr(image[:77]) + "..."
+        raise PlanError(f"{where}.image {shown} is not a valid image reference: write "
+                        "[registry/]name[:tag][@digest] with a lower-case name, such as "
+                        "busybox:1.36 or registry.example.com/team/app@sha256:...")
+    return image
+
+
 def default_pull_policy(image: str) -> str:
     """Kubernetes: ``Always`` for ``:latest`` or untagged images (a digest alone counts as a
     tag), else ``IfNotPresent``."""
@@ -297,9 +326,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
                     volumes: PodVolumes, policy: SidecarPolicy, node: NodeFacts,
                     restart: str, data_root: Path) -> ContainerPlan:
     meta, spec = pod["metadata"], pod["spec"]
-    image = container.get("image") or ""
-    if not image.strip():
-        raise PlanError(f"{where}.image is empty; set the image to run")
+    image = check_image(container.get("image"), where)
     pull = container.get("imagePullPolicy") or default_pull_policy(image)
     if pull not in PULL_POLICIES:
         raise PlanError(f"{where}.imagePullPolicy {pull!r} is not one of {', '.join(PULL_POLICIES)}")
@@ -362,7 +389,7 @@ def _plan_container(container: dict[str, Any], role: str, index: int, where: str
     return ContainerPlan(
         name=container["name"], role=role, index=index,
         docker_name=L.container_name(namespace, name, container["name"], uid),
-        image=image.strip(), pull_policy=pull, entrypoint=entrypoint, cmd=cmd, env=env_pairs,
+        image=image, pull_policy=pull, entrypoint=entrypoint, cmd=cmd, env=env_pairs,
         working_dir=container.get("workingDir") or None, mounts=mounts, mount_dirs=mount_dirs,
         user=user, group_add=groups,
         cap_add=security.cap_add, cap_drop=security.cap_drop,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+# One exception for both services' caps: interlink_common.errors answers it with 413.
+from interlink_common.errors import RequestTooLarge
 
-class RequestTooLarge(Exception):
-    """The request is over a cap; the message names the cap, its key and the fix."""
+__all__ = ["RequestTooLarge", "check_status_count", "read_body"]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

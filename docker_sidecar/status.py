@@ -128,24 +128,36 @@ def container_status(facts: ContainerFacts) -> ContainerStatus:
 
 def not_found_status(pod: dict[str, Any], why: str) -> PodStatus:
     """A pod this sidecar does not know: every container terminated with reason NotFound (an
-    empty list would read as Succeeded to the VK)."""
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    empty list would read as Succeeded to the VK). Only the UID of a status request is checked,
+    so the rest is echoed where it has the expected type and left out where not."""
+    meta, spec = _mapping(pod.get("metadata")), _mapping(pod.get("spec"))
 
     def gone(c: dict[str, Any]) -> ContainerStatus:
         return ContainerStatus(
-            name=c.get("name", ""), image=c.get("image", ""),
+            name=_text(c.get("name")), image=_text(c.get("image")),
             state=ContainerState(terminated=ContainerStateTerminated(
                 exitCode=NOT_FOUND_EXIT_CODE, reason="NotFound", message=why)))
 
-    return PodStatus(name=meta.get("name", ""), UID=meta.get("uid", ""),
-                     namespace=meta.get("namespace", ""), JID="",
-                     containers=[gone(c) for c in spec.get("containers") or []] or [
-                         gone({"name": "unknown"})],
-                     initContainers=[gone(c) for c in spec.get("initContainers") or []])
+    def listed(key: str) -> list[ContainerStatus]:
+        items = spec.get(key)
+        return [gone(c) for c in items if isinstance(c, dict)] if isinstance(items, list) else []
+
+    return PodStatus(name=_text(meta.get("name")), UID=_text(meta.get("uid")),
+                     namespace=_text(meta.get("namespace")), JID="",
+                     containers=listed("containers") or [gone({"name": "unknown"})],
+                     initContainers=listed("initContainers"))
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def phase_of(status: PodStatus) -> str:
-    """The phase the current VK derives from a status (PROTOCOL.md section 4)."""
+    """The phase the current VK derives from a status (docs/PROTOCOL.md section 4)."""
     for c in status.initContainers or []:
         if c.state.waiting is not None or c.state.running is not None:
             return "Pending"

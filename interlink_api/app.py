@@ -1,4 +1,4 @@
-"""The API server: the VK's endpoints (PROTOCOL.md section 1), forwarding to one plugin."""
+"""The API server: the VK's endpoints (docs/PROTOCOL.md section 1), forwarding to one plugin."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from interlink_common.config import InterLinkConfig
+from interlink_common import openapi
 from interlink_common.door import Door
+from interlink_common.errors import RequestTooLarge, answer_errors
 from interlink_common.identity import IdentityError, check_label, check_pod_identity, \
     check_subdomain, check_uid
 from interlink_common.listen import Listener
@@ -50,17 +51,15 @@ from .plugin import (
 )
 from .pod_data import retrieved_pod_data
 from .profile import Profile, detect_profile
+from .schema import DESCRIPTION, MODELS, OPEN_DOCS, VK_DOCS
 
 log = logging.getLogger("interlink.api")
 
-ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+# HEAD too: Starlette's routes have always answered it wherever GET is (so did ours).
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 VK_ROUTES = ("/create", "/delete", "/status", "/getLogs", "/pinglink", "/updateCache")
 OPEN_ROUTES = ("/healthz", "/readyz", "/metrics")
 JSON = "application/json"
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -90,13 +89,13 @@ class APIServer:
         limit = self.cfg.MaxBodyBytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge
+            raise RequestTooLarge(_too_large(limit))
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge
+                raise RequestTooLarge(_too_large(limit))
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -296,6 +295,13 @@ class APIServer:
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+# The plugin unreachable is no bug of ours: 500 with the reason, logged without a traceback.
+EXPECTED: dict[type[Exception], int] = {PluginUnreachable: 500}
+
+
+def _too_large(limit: int) -> str:
+    return (f"request body larger than MaxBodyBytes ({limit} bytes); "
+            "raise MaxBodyBytes in the config if such requests are expected")
 
 
 def _identity(where: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -318,7 +324,7 @@ def _status_identity(meta: dict[str, Any]) -> str:
 
 def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler with what every VK call needs: auth, a bounded body, session, profile,
-    and errors turned into clear answers instead of crashes."""
+    and errors turned into clear answers instead of crashes (``interlink_common/errors.py``)."""
 
     async def endpoint(request: Request) -> Response:
         denied = await server.authenticate(request)
@@ -330,33 +336,19 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
         if denied is not None:
             return denied
         session = request.headers.get(SESSION_HEADER) or f"Request-{uuid.uuid4()}"
-        try:
+
+        async def answer() -> Response:
             body = await server.read_body(request)
             refused = server.door.check_body_type(request, body) if server.door else None
             if refused is not None:
                 log.warning("refused %s %s: Content-Type %.100r is not application/json",
                             request.method, request.url.path,
                             request.headers.get("content-type", ""))
-                response = refused
-            else:
-                call = Call(request, body, session,
-                            detect_profile(server.cfg.Profile, request.headers))
-                response = await handler(call)
-        except BodyTooLarge:
-            response = PlainTextResponse(
-                f"request body larger than MaxBodyBytes ({server.cfg.MaxBodyBytes} bytes); "
-                "raise MaxBodyBytes in the config if such requests are expected",
-                status_code=413)
-        except WireError as exc:
-            response = PlainTextResponse(str(exc), status_code=400)
-        except PluginUnreachable as exc:
-            log.error("%s: %s", request.url.path, exc)
-            response = PlainTextResponse(str(exc), status_code=500)
-        except Exception as exc:  # never crash on input; log what an operator needs
-            log.exception("%s failed", request.url.path)
-            response = PlainTextResponse(f"internal error in {request.url.path}: "
-                                         f"{type(exc).__name__}: {redact(str(exc))}",
-                                         status_code=500)
+                return refused
+            return await handler(Call(request, body, session,
+                                      detect_profile(server.cfg.Profile, request.headers)))
+
+        response = await answer_errors(request, answer, log, EXPECTED)
         response.headers[SESSION_HEADER] = session
         return response
 
@@ -364,9 +356,11 @@ def _vk_endpoint(server: APIServer, handler: Handler) -> Callable[[Request], Awa
 
 
 def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
-               listener: Listener | None = None) -> Starlette:
-    """The API server as an ASGI app. Plain Starlette: every endpoint reads the raw request,
-    and FastAPI's extra middleware layers cost a measurable share of a forwarded call.
+               listener: Listener | None = None) -> FastAPI:
+    """The API server as an ASGI app. FastAPI for the document (``/openapi.json``, ``/docs``),
+    but no FastAPI body parsing: every endpoint reads the raw request, its schema is declared
+    in ``schema.py``, and Starlette serves it (``openapi.RawRoute``), so a forwarded call pays
+    little more than the routing.
 
     ``listener`` is where it is served; without token validation it decides the checks
     against forged browser requests (``door.py``). In-process (None) there are none.
@@ -387,7 +381,7 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
     server = APIServer(cfg, plugin, StatusCache(), metrics, validator, door)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if validator is not None:
             await validator.start()
         try:
@@ -400,26 +394,46 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    routes = [Route(path, _vk_endpoint(server, handler), methods=ANY_METHOD) for path, handler in (
-        ("/create", server.create),
-        ("/delete", server.delete),
-        ("/status", server.status),
-        ("/getLogs", server.get_logs),
-        ("/pinglink", server.ping),
-        ("/updateCache", server.update_cache),
-    )]
-    routes += [Route("/healthz", healthz, methods=["GET", "HEAD"]),
-               Route("/readyz", server.readyz, methods=["GET", "HEAD"]),
-               Route("/metrics", server.metrics_endpoint, methods=["GET"])]
-
     def record(route: str, method: str, status: int, seconds: float) -> None:
         metrics.requests.labels(route, method, str(status)).inc()
         metrics.latency.labels(route).observe(seconds)
         if route not in OPEN_ROUTES:
             log.debug("%s %s -> %d in %.1f ms", method, route, status, seconds * 1000)
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(RequestObserver, routes=VK_ROUTES + OPEN_ROUTES,
-                                           record=record)])
+    # The document and its page stay open with OIDC on, as /healthz does: they describe the
+    # routes and reveal nothing of the pods or the tokens (docs/PROTOCOL.md section 7).
+    app = openapi.raw_app(title="interLink API server", version=openapi.package_version(),
+                          lifespan=lifespan, openapi_url="/openapi.json", docs_url="/docs",
+                          redoc_url=None,
+                          middleware=[Middleware(RequestObserver, routes=VK_ROUTES + OPEN_ROUTES,
+                                                 record=record)])
+    for path, handler in (
+        ("/create", server.create),
+        ("/delete", server.delete),
+        ("/status", server.status),
+        ("/getLogs", server.get_logs),
+        ("/pinglink", server.ping),
+        ("/updateCache", server.update_cache),
+    ):
+        doc = VK_DOCS[path]
+        endpoint = _vk_endpoint(server, handler)
+        # Listed: the methods the VKs send. Served too, unlisted: every other one, as
+        # upstream's router does (the same endpoint, so the same answers).
+        app.add_api_route(path, endpoint, methods=list(doc.methods), summary=doc.summary,
+                          operation_id=path.lstrip("/"),
+                          response_class=Response, responses=doc.all_responses(),
+                          openapi_extra=doc.openapi_extra())
+        app.add_api_route(path, endpoint, include_in_schema=False, response_class=Response,
+                          methods=[m for m in ANY_METHOD if m not in doc.methods])
+    for path, endpoint in (("/healthz", healthz), ("/readyz", server.readyz),
+                           ("/metrics", server.metrics_endpoint)):
+        app.add_api_route(path, endpoint, methods=["GET"], response_class=Response,
+                          operation_id=path.lstrip("/"), **OPEN_DOCS[path])
+        # HEAD answers as GET does; one operation in the document.
+        app.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response,
+                          include_in_schema=False)
+    openapi.install(app, MODELS, description=DESCRIPTION, open_paths=OPEN_ROUTES,
+                    bearer=None if validator is None else
+                    "A JWT from the configured OIDC issuer (audience, group as configured).")
     app.state.server = server
     return app

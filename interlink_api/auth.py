@@ -1,4 +1,4 @@
-"""In-process OIDC bearer-token validation (PROTOCOL.md section 6; replaces oauth2-proxy).
+"""In-process OIDC bearer-token validation (docs/PROTOCOL.md section 6; replaces oauth2-proxy).
 
 The issuer's JWKS is found through ``/.well-known/openid-configuration`` and kept as imported
 joserfc keys, so a warm validation is one header parse, one signature check and a few claim

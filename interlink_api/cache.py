@@ -1,4 +1,4 @@
-"""The API server's pod status cache (PROTOCOL.md section 1).
+"""The API server's pod status cache (docs/PROTOCOL.md section 1).
 
 Statuses are kept as the plugin sent them (decoded JSON), keyed by pod UID, so the VK gets the
 plugin's answer unchanged and nothing is re-encoded on the hot path.

@@ -16,9 +16,29 @@ from interlink_common.wire import (
     RetrievedContainer,
     RetrievedPodData,
     Secret,
+    WireError,
 )
 
 T = TypeVar("T", ConfigMap, Secret)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """``value`` as an object; absent is empty, anything else not an object is a 400."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WireError(f"create request: pod {where} must be an object, got "
+                        f"{type(value).__name__}")
+    return value
+
+
+def _objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """``value`` as a list of objects; absent is empty, any other shape is a 400."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise WireError(f"create request: pod {where} must be a list, got {type(value).__name__}")
+    return [_object(item, f"{where}[{i}]") for i, item in enumerate(value)]
 
 
 def _pick(objects: Iterable[T] | None, names: list[str]) -> list[T]:
@@ -31,42 +51,51 @@ def _add(names: list[str], name: Any) -> None:
         names.append(name)
 
 
-def _env_refs(container: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _env_refs(container: dict[str, Any], where: str) -> tuple[list[str], list[str]]:
     config_maps: list[str] = []
     secrets: list[str] = []
-    for env in container.get("env") or []:
-        source = (env or {}).get("valueFrom") or {}
-        _add(config_maps, (source.get("configMapKeyRef") or {}).get("name"))
-        _add(secrets, (source.get("secretKeyRef") or {}).get("name"))
-    for env_from in container.get("envFrom") or []:
-        _add(config_maps, ((env_from or {}).get("configMapRef") or {}).get("name"))
-        _add(secrets, ((env_from or {}).get("secretRef") or {}).get("name"))
+    for i, env in enumerate(_objects(container.get("env"), f"{where}.env")):
+        source = _object(env.get("valueFrom"), f"{where}.env[{i}].valueFrom")
+        _add(config_maps, _object(source.get("configMapKeyRef"),
+                                  f"{where}.env[{i}].valueFrom.configMapKeyRef").get("name"))
+        _add(secrets, _object(source.get("secretKeyRef"),
+                              f"{where}.env[{i}].valueFrom.secretKeyRef").get("name"))
+    for i, env_from in enumerate(_objects(container.get("envFrom"), f"{where}.envFrom")):
+        _add(config_maps, _object(env_from.get("configMapRef"),
+                                  f"{where}.envFrom[{i}].configMapRef").get("name"))
+        _add(secrets, _object(env_from.get("secretRef"),
+                              f"{where}.envFrom[{i}].secretRef").get("name"))
     return config_maps, secrets
 
 
-def _volume_refs(volume: dict[str, Any], config_maps: list[str], secrets: list[str],
+def _volume_refs(volume: dict[str, Any], where: str, config_maps: list[str], secrets: list[str],
                  projected: list[str]) -> None:
     if "configMap" in volume:
-        _add(config_maps, (volume["configMap"] or {}).get("name"))
+        _add(config_maps, _object(volume["configMap"], f"{where}.configMap").get("name"))
     if "secret" in volume:
-        _add(secrets, (volume["secret"] or {}).get("secretName"))
+        _add(secrets, _object(volume["secret"], f"{where}.secret").get("secretName"))
     if "projected" in volume:
         _add(projected, volume.get("name"))
-        for source in (volume["projected"] or {}).get("sources") or []:
-            _add(config_maps, ((source or {}).get("configMap") or {}).get("name"))
-            _add(secrets, ((source or {}).get("secret") or {}).get("name"))
+        sources = _object(volume["projected"], f"{where}.projected").get("sources")
+        for i, source in enumerate(_objects(sources, f"{where}.projected.sources")):
+            at = f"{where}.projected.sources[{i}]"
+            _add(config_maps, _object(source.get("configMap"), f"{at}.configMap").get("name"))
+            _add(secrets, _object(source.get("secret"), f"{at}.secret").get("name"))
     if "downwardAPI" in volume:
         _add(projected, volume.get("name"))
 
 
-def container_data(container: dict[str, Any], volumes: dict[str, dict[str, Any]],
+def container_data(container: dict[str, Any], where: str,
+                   volumes: dict[str, tuple[str, dict[str, Any]]],
                    req: PodCreateRequests) -> RetrievedContainer:
-    config_maps, secrets = _env_refs(container)
+    """``where`` is the container's field path (``spec.containers[0]``); ``volumes`` maps each
+    volume's name to its field path and the volume."""
+    config_maps, secrets = _env_refs(container, where)
     projected: list[str] = []
-    for mount in container.get("volumeMounts") or []:
-        volume = volumes.get((mount or {}).get("name", ""))
-        if volume is not None:
-            _volume_refs(volume, config_maps, secrets, projected)
+    for mount in _objects(container.get("volumeMounts"), f"{where}.volumeMounts"):
+        found = volumes.get(mount.get("name")) if isinstance(mount.get("name"), str) else None
+        if found is not None:
+            _volume_refs(found[1], found[0], config_maps, secrets, projected)
     return RetrievedContainer(
         name=container.get("name", ""),
         configMaps=_pick(req.configmaps, config_maps),
@@ -77,13 +106,16 @@ def container_data(container: dict[str, Any], volumes: dict[str, dict[str, Any]]
 
 
 def retrieved_pod_data(req: PodCreateRequests, *, export_pod_data: bool = True) -> RetrievedPodData:
-    """Build what the plugin's ``/create`` receives: init containers first, then containers."""
+    """Build what the plugin's ``/create`` receives: init containers first, then containers.
+    A reference of the wrong shape (``volumeMounts`` not a list, ...) is a ``WireError``."""
     spec = req.pod.spec
-    volumes = {v.get("name", ""): v for v in spec.get("volumes") or [] if isinstance(v, dict)}
-    containers = [c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-                  if isinstance(c, dict)]
+    volumes = {v["name"]: (f"spec.volumes[{i}]", v)
+               for i, v in enumerate(_objects(spec.get("volumes"), "spec.volumes"))
+               if isinstance(v.get("name"), str)}
+    containers = [(f"spec.{key}[{i}]", c) for key in ("initContainers", "containers")
+                  for i, c in enumerate(_objects(spec.get(key), f"spec.{key}"))]
     if export_pod_data:
-        data = [container_data(c, volumes, req) for c in containers]
+        data = [container_data(c, where, volumes, req) for where, c in containers]
     else:
-        data = [RetrievedContainer(name=c.get("name", "")) for c in containers]
+        data = [RetrievedContainer(name=c.get("name", "")) for _, c in containers]
     return RetrievedPodData(pod=req.pod, container=data, jobConfig={})

@@ -19,6 +19,9 @@ DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 # The API server's UIDs are RFC 4122 UUIDs in their canonical lower-case form.
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LABEL_MAX, SUBDOMAIN_MAX = 63, 253
+# The same rules as regular expressions, for the OpenAPI documents (interlink_common/openapi.py).
+UID_PATTERN, LABEL_PATTERN, SUBDOMAIN_PATTERN = (f"^{r.pattern}$" for r in (
+    _UUID, DNS1123_LABEL, DNS1123_SUBDOMAIN))
 
 
 class IdentityError(ValueError):

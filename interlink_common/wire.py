@@ -1,4 +1,4 @@
-"""Wire types shared by the API server and the sidecar (PROTOCOL.md section 3).
+"""Wire types shared by the API server and the sidecar (docs/PROTOCOL.md section 3).
 
 Two families of models live here:
 

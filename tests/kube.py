@@ -60,7 +60,7 @@ def create_body(p: dict[str, Any], *, config_maps: list[dict[str, Any]] = (),
 
 
 def vk_phase(status: dict[str, Any]) -> str:
-    """How the current VK turns a PodStatus into a phase (PROTOCOL.md section 4)."""
+    """How the current VK turns a PodStatus into a phase (docs/PROTOCOL.md section 4)."""
     for c in status.get("initContainers") or []:
         if "waiting" in c["state"] or "running" in c["state"]:
             return "Pending"

@@ -97,6 +97,24 @@ def test_health_and_metrics_stay_open_and_count_failures(api, issuer):
     assert 'interlink_api_auth_failures_total{reason="malformed"} 1.0' in metrics
 
 
+def test_document_stays_open_and_declares_the_bearer(api, plugin):
+    """With OIDC on, /openapi.json and /docs are read without a token (they name no pod and no
+    secret), and the document says which routes need one."""
+    with api.client() as c:
+        r = c.get("/openapi.json")
+        assert r.status_code == 200
+        assert c.get("/docs").status_code == 200
+    doc = r.json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, method in (("/create", "post"), ("/status", "get"), ("/pinglink", "post")):
+        operation = doc["paths"][path][method]
+        assert operation["security"] == [{"bearer": []}]
+        assert {"401", "403"} <= set(operation["responses"])
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert "security" not in doc["paths"][path]["get"]
+    assert plugin.requests() == []  # reading the document calls no plugin
+
+
 def _cert(tmp: Path, name: str, issuer_cert=None, issuer_key=None, ca: bool = False):
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])

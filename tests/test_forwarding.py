@@ -263,6 +263,33 @@ def test_malformed_bodies_are_400_with_a_message(make_client, path, body, plugin
     assert len(r.text) > 10
 
 
+@pytest.mark.parametrize("spec, field", [
+    ({"containers": [{"name": "c", "volumeMounts": "x"}]}, "spec.containers[0].volumeMounts"),
+    ({"containers": [{"name": "c", "env": ["x"]}]}, "spec.containers[0].env[0]"),
+    ({"containers": [{"name": "c", "env": [{"valueFrom": "x"}]}]},
+     "spec.containers[0].env[0].valueFrom"),
+    ({"containers": [{"name": "c", "envFrom": [{"secretRef": 5}]}]},
+     "spec.containers[0].envFrom[0].secretRef"),
+    ({"containers": [{"name": "c"}], "volumes": "x"}, "spec.volumes"),
+    ({"containers": [{"name": "c", "volumeMounts": [{"name": "v"}]}],
+      "volumes": [{"name": "v", "projected": {"sources": ["x"]}}]},
+     "spec.volumes[0].projected.sources[0]"),
+    ({"initContainers": [{"name": "i", "volumeMounts": [{"name": "v"}]}],
+      "containers": [{"name": "c"}], "volumes": [{"name": "v", "configMap": []}]},
+     "spec.volumes[0].configMap"),
+])
+def test_create_with_references_of_the_wrong_shape_is_400(make_client, plugin_mock, spec,
+                                                          field):
+    """These were 500s (an AttributeError while picking each container's ConfigMaps and
+    Secrets); a body of the wrong shape is 400 naming the field, and the plugin is not called."""
+    route = plugin_mock.post(f"{PLUGIN}/create")
+    body = {"pod": {"metadata": {"name": "p", "namespace": "default", "uid": A}, "spec": spec}}
+    r = make_client().post("/create", json=body)
+    assert r.status_code == 400, r.text
+    assert r.text.startswith(f"create request: pod {field} must be ")
+    assert not route.called
+
+
 def test_oversized_body_is_413(make_client, plugin_mock):
     client = make_client(MaxBodyBytes=2048)
     r = client.post("/create", content=b"x" * 5000)

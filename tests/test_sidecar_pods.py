@@ -127,6 +127,14 @@ def test_create_accepts_array_shapes(sidecar, shape):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda p: p["spec"]["containers"][0].update(image=""), "spec.containers[0].image is empty"),
+    # Found by generated requests: Docker cannot parse these, and once failed the pod late
+    # with a traceback in the log; now they are refused at /create, naming the field.
+    (lambda p: p["spec"]["containers"][0].update(image="\x16"),
+     "spec.containers[0].image '\\x16' is not a valid image reference"),
+    (lambda p: p["spec"]["containers"][0].update(image="Busybox:1.36"),
+     "is not a valid image reference"),
+    (lambda p: p["spec"]["containers"][0].update(image=5),
+     "spec.containers[0].image must be a string"),
     (lambda p: p["spec"]["containers"][0].update(securityContext={"privileged": True}),
      "Sidecar.AllowPrivileged"),
     (lambda p: p["spec"].update(hostNetwork=True), "Sidecar.AllowHostNetwork"),
@@ -221,6 +229,25 @@ def test_unknown_pod_is_reported_not_found_never_empty(sidecar):
         assert c["state"]["terminated"]["reason"] == "NotFound"
         assert c["state"]["terminated"]["exitCode"] != 0
         assert "not known" in c["state"]["terminated"]["message"]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p["spec"]["containers"][0].update(image=5),
+    lambda p: p["spec"]["containers"][0].update(name=["a"]),
+    lambda p: p["metadata"].update(name=7),
+    lambda p: p.update(spec="no spec"),
+    lambda p: p["spec"].update(containers={"a": 1}),
+    lambda p: p["spec"].update(containers=["a"], initContainers=7),
+])
+def test_status_of_an_unknown_pod_of_odd_shape_is_not_found(sidecar, mutate):
+    """Only the UID of a status request is checked; a pod whose other fields have the wrong
+    type (a refused /create's, say) is reported NotFound, not a 500."""
+    p = pod("odd", [container("main", "true")])
+    mutate(p)
+    status = sidecar.status(p)
+    assert status["UID"] == p["metadata"]["uid"]
+    assert status["containers"] and all(
+        c["state"]["terminated"]["reason"] == "NotFound" for c in status["containers"])
 
 
 def test_ping_reports_node_capacity(sidecar):

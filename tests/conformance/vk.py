@@ -1,4 +1,5 @@
-"""The virtual kubelet's side of the wire, in its two generations (PROTOCOL.md, "profiles").
+"""The virtual kubelet's side of the wire, in its two generations (docs/PROTOCOL.md,
+"Two VK generations").
 
 ``current`` (interLink 0.5+): every call carries ``InterLink-Http-Session: <Op>#<n>``; the
 create request carries the ConfigMaps and Secrets that volumes name, one

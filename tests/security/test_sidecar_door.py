@@ -103,7 +103,8 @@ def test_call_without_the_right_token_is_401(guarded: Proc, authorization: str |
     with httpx.Client(base_url=guarded.base, timeout=30) as c:
         for method, path, body in (("GET", "/status", b"[]"), ("POST", "/create", b"{}"),
                                    ("POST", "/delete", b"{}"), ("GET", "/getLogs", b"{}"),
-                                   ("GET", "/metrics", b""), ("GET", "/gpus", b"")):
+                                   ("GET", "/metrics", b""), ("GET", "/gpus", b""),
+                                   ("GET", "/openapi.json", b""), ("GET", "/docs", b"")):
             r = c.request(method, path, content=body, headers=headers)
             assert r.status_code == 401, (path, r.text)
             assert r.headers["www-authenticate"].startswith("Bearer")
@@ -116,6 +117,22 @@ def test_call_without_the_right_token_is_401(guarded: Proc, authorization: str |
     out = guarded.output()
     assert "rejected GET /status" in out
     assert TOKEN not in out and "wrong-token" not in out and TOKEN[:-1] not in out
+
+
+def test_document_needs_the_token_and_says_so(guarded: Proc) -> None:
+    """The plugin API's document is served to the token's holder and declares the bearer token
+    on every route but /healthz, so a generated client knows to send it."""
+    with httpx.Client(base_url=guarded.base, timeout=30,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        r = c.get("/openapi.json")
+        assert r.status_code == 200
+        assert c.get("/docs").status_code == 200
+    doc = r.json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert doc["paths"]["/create"]["post"]["security"] == [{"bearer": []}]
+    assert doc["paths"]["/gpus"]["get"]["security"] == [{"bearer": []}]
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    assert TOKEN not in r.text
 
 
 def test_token_is_required_on_loopback_too(docker_client: Any, tmp_path: Path) -> None:

@@ -122,6 +122,21 @@ def test_empty_image_is_refused(plan: Planner, image: str) -> None:
     refused(plan, pod("p", [container("c", image=image)]), "spec.containers[0].image")
 
 
+@pytest.mark.parametrize("image", ["\x16", "Busybox", "bad image", "a:b:c", "x@sha256:zz",
+                                   "-a", "a/", "busybox:ü", "a" * 256, 5, ["busybox"]])
+def test_image_docker_cannot_parse_is_refused(plan: Planner, image: Any) -> None:
+    refused(plan, pod("p", [container("c", image=image)]), "spec.containers[0].image")
+
+
+@pytest.mark.parametrize("image", [
+    "busybox", "busybox:1.36", " busybox:1.36 ", "registry.example.com:5000/team/busybox:latest",
+    "localhost:5000/x", "ghcr.io/owner/repo-name_x:v1.2.3-rc", "[::1]:5000/a",
+    "busybox@sha256:" + "a" * 64, "quay.io/jupyter/scipy-notebook:2024-05-27",
+    "Registry.Example.com/team/app"])
+def test_valid_image_references_are_accepted(plan: Planner, image: str) -> None:
+    assert one(plan, image=image).image == image.strip()
+
+
 def test_empty_container_list_is_refused(plan: Planner) -> None:
     refused(plan, pod("p", []), "spec.containers")
 

@@ -1,5 +1,6 @@
 """Docker inspect -> Kubernetes ContainerStatus, not-found statuses and the VK's phase rule
-(PROTOCOL.md sections 3-4). Pure: the inspect dicts are written here as Docker returns them."""
+(docs/PROTOCOL.md sections 3-4). Pure: the inspect dicts are written here as Docker returns
+them."""
 
 from __future__ import annotations
 
@@ -196,7 +197,7 @@ def test_not_found_without_containers_still_lists_one() -> None:
     assert phase_of(st) == "Failed"
 
 
-# --- phase (PROTOCOL.md section 4) ----------------------------------------------------------------
+# --- phase (docs/PROTOCOL.md section 4) -------------------------------------------------------
 
 
 def waiting_s(name: str) -> ContainerStatus:
