@@ -36,7 +36,6 @@ from interlink_common.wire import (
 
 from .containers import Container
 from .engine import Engine
-from .eviction import EvictionWatch
 from .log_streams import LogStreamError, LogStreams, TooManyStreams
 from .logs import log_params
 from .metrics import SidecarMetrics
@@ -211,16 +210,11 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None,
         # when many pods start or stop at once.
         loop.set_default_executor(ThreadPoolExecutor(max_workers=64,
                                                      thread_name_prefix="docker"))
-        manager.tracker.start(loop)
-        await manager.recover()
-        eviction = EvictionWatch(manager, manager.policy.EvictionIntervalSeconds)
-        eviction.start()
+        await manager.start()
         try:
             yield
         finally:
-            await eviction.stop()
             await manager.close()
-            manager.tracker.stop()
             await sidecar.log_streams.aclose()
 
     # The document needs the token like every route but /healthz (RequireToken below).

@@ -76,8 +76,38 @@ class State:
         return self.status == "created" and bool(self.error)
 
 
+class _Labelled:
+    """What the sidecar's labels say of a container, in an inspect or a list entry alike."""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    @property
+    def pod_uid(self) -> str:
+        return self.labels.get(L.POD_UID, "")
+
+    @property
+    def role(self) -> str:
+        return self.labels.get(L.ROLE, "")
+
+    @property
+    def name(self) -> str:
+        """The container's name in its pod ("" for the sandbox, which has none)."""
+        return self.labels.get(L.CONTAINER, "")
+
+    @property
+    def attempt(self) -> int:
+        """Which re-creation of the Kubernetes container this is (0: the first)."""
+        return int(self.labels.get(L.ATTEMPT, "0"))
+
+    @property
+    def is_infra(self) -> bool:
+        return self.role == L.ROLE_INFRA
+
+
 @dataclass(frozen=True)
-class Container:
+class Container(_Labelled):
     """One Docker container of a pod, as Docker last described it."""
 
     raw: dict[str, Any]
@@ -102,27 +132,6 @@ class Container:
     def labels(self) -> dict[str, str]:
         return (self.raw.get("Config") or {}).get("Labels") or {}
 
-    @property
-    def pod_uid(self) -> str:
-        return self.labels.get(L.POD_UID, "")
-
-    @property
-    def role(self) -> str:
-        return self.labels.get(L.ROLE, "")
-
-    @property
-    def name(self) -> str:
-        """The container's name in its pod ("" for the sandbox, which has none)."""
-        return self.labels.get(L.CONTAINER, "")
-
-    @property
-    def attempt(self) -> int:
-        """Which re-creation of the Kubernetes container this is (0: the first)."""
-        return int(self.labels.get(L.ATTEMPT, "0"))
-
-    @property
-    def is_infra(self) -> bool:
-        return self.role == L.ROLE_INFRA
 
     @property
     def state(self) -> State:
@@ -184,7 +193,7 @@ def latest_attempts(containers: Iterable[Container]) -> dict[tuple[str, str], Co
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(_Labelled):
     """One entry of Docker's container list: less than an inspect, and shaped otherwise
     (labels and a state word at the top)."""
 
@@ -198,21 +207,6 @@ class Summary:
     def labels(self) -> dict[str, str]:
         return self.raw.get("Labels") or {}
 
-    @property
-    def pod_uid(self) -> str:
-        return self.labels.get(L.POD_UID, "")
-
-    @property
-    def role(self) -> str:
-        return self.labels.get(L.ROLE, "")
-
-    @property
-    def name(self) -> str:
-        return self.labels.get(L.CONTAINER, "")
-
-    @property
-    def is_infra(self) -> bool:
-        return self.role == L.ROLE_INFRA
 
     @property
     def running(self) -> bool:

@@ -29,6 +29,7 @@ from . import labels as L
 from .containers import Container
 from .engine import EngineError
 from .engine_api import ContainerEngine
+from .eviction import EvictionWatch
 from .gpu_grants import GPUGrants, held_label
 from .gpus import GPUAllocator, GPUInventory
 from .images import ImagePuller
@@ -79,6 +80,7 @@ class PodManager:
             messages=TerminationMessages(engine, store, self._record_of),
             supervisors=Supervisors(), plan=self.plan)
         tracker.add_listener(self._on_container_change)
+        self._eviction: EvictionWatch | None = None
 
     # --- what the HTTP layer reads --------------------------------------------------------
 
@@ -312,7 +314,19 @@ class PodManager:
                 worker.start(data)
         log.info("recovered %d pods", len(self.workers))
 
+    async def start(self) -> None:
+        """Follow Docker's events, recover what the last run left, then watch for pods over
+        their storage limits."""
+        self.tracker.start(asyncio.get_running_loop())
+        await self.recover()
+        self._eviction = EvictionWatch(self, self.policy.EvictionIntervalSeconds)
+        self._eviction.start()
+
     async def close(self) -> None:
+        """Stop the eviction watch and every pod's task and supervisors (containers keep
+        running), then stop following Docker's events."""
+        if self._eviction is not None:
+            await self._eviction.stop()
         for worker in self.workers.values():
             if worker.record.task is not None:
                 worker.record.task.cancel()
@@ -321,4 +335,5 @@ class PodManager:
         for uid in list(self.workers):
             await self.services.supervisors.stop(uid)
         await aclose_client()
+        self.tracker.stop()
 
