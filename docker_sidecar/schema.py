@@ -10,26 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from interlink_common.openapi import (
-    JSON,
-    array_of,
-    by_code,
-    errors,
-    identified,
-    json_body,
-    json_reply,
-    ref,
-    session_parameter,
-    text,
-)
-from interlink_common.wire import (
-    CreateStruct,
-    LogStruct,
-    PingResponse,
-    Pod,
-    PodStatus,
-    RetrievedPodData,
-)
+from interlink_common.openapi import JSON, array_of, by_code, errors, identified, json_body, \
+    json_reply, ref, session_parameter, text
+from interlink_common.wire import CreateStruct, LogStruct, PingResponse, Pod, PodStatus, \
+    RetrievedPodData
 
 MODELS: tuple[type[BaseModel], ...] = (RetrievedPodData, Pod, LogStruct, CreateStruct,
                                        PodStatus, PingResponse)
