@@ -52,8 +52,12 @@ def _format_map(items: dict[str, str]) -> str:
     return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(items.items()))
 
 
-def resolve_field_ref(facts: PodFacts, field_path: str) -> str:
+def resolve_field_ref(facts: PodFacts, field_path: Any) -> str:
     """Value of ``fieldRef.fieldPath`` (metadata.name, metadata.labels['x'], status.podIP, ...)."""
+    if not isinstance(field_path, str) or not field_path:
+        # null or absent is allowed by the pod's JSON shape, not by Kubernetes.
+        raise FieldError(f"fieldPath {field_path!r} is not a field path; set it, e.g. "
+                         "metadata.name or status.podIP")
     simple = {
         "metadata.name": facts.name,
         "metadata.namespace": facts.namespace,

@@ -30,8 +30,12 @@ ANY = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def running_status(pod: dict[str, Any]) -> dict[str, Any]:
-    meta = pod.get("metadata", {})
-    containers = pod.get("spec", {}).get("containers", [])
+    """Every container running; fields of the wrong type read as absent, as a plugin that
+    keeps serving would read them (the API forwards pods it only checked the identity of)."""
+    meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)] \
+        if isinstance(spec.get("containers"), list) else []
     return {
         "name": meta.get("name", ""), "UID": meta.get("uid", ""),
         "namespace": meta.get("namespace", ""), "JID": "fake-" + meta.get("uid", "")[:8],
@@ -76,7 +80,7 @@ async def handle(request: Request) -> Response:
             return JSONResponse({"status": "ok", "resources": {
                 "cpu": "16", "memory": "64Gi", "pods": "110",
                 "accelerators": [{"resourceType": "nvidia.com/gpu", "available": "2"}]}})
-        return JSONResponse([running_status(p) for p in pods])
+        return JSONResponse([running_status(p) for p in pods if isinstance(p, dict)])
     if path == "/getLogs":
         req = json.loads(body)
         lines = int(program.get("lines", 3)) if program else 3

@@ -620,3 +620,12 @@ def test_grace_period_is_capped_by_the_node(plan: Planner) -> None:
     p = pod("p", [container("c")], terminationGracePeriodSeconds=10**12)
     assert plan(p).grace_period == SidecarPolicy().MaxGracePeriodSeconds
     assert plan(p, policy=SidecarPolicy(MaxGracePeriodSeconds=5)).grace_period == 5
+
+
+@pytest.mark.parametrize("field_ref", [{"fieldPath": None}, {}, None])
+def test_a_field_ref_without_a_path_is_refused_naming_the_field(plan: Planner,
+                                                                field_ref: Any) -> None:
+    """Found by the property tests: a null fieldPath crashed the planner (a 500 at /create)."""
+    refused(plan, pod("p", [container("c", env=[{"name": "X", "valueFrom": {
+        "fieldRef": field_ref}}])]), "spec.containers[0].env[0].valueFrom.fieldRef",
+        "fieldPath")
