@@ -120,6 +120,7 @@ class PodWorker:
             rec.pod_ip = infra.ip
             # Re-plan now that the pod IP is known (status.podIP in env and downward API).
             rec.plan = s.plan(data, rec.pod_ip)
+            await self._ensure_tunnel()
             for volume in rec.plan.volumes.tmpfs:
                 if volume.name not in await blocking(s.engine.list_volumes, rec.uid):
                     await blocking(s.engine.create_tmpfs_volume, volume.name,
@@ -187,6 +188,23 @@ class PodWorker:
                 await blocking(s.store.unpin_staging, rec.uid, "")
                 await s.runtime.backoff(attempt)
                 attempt += 1
+
+    async def _ensure_tunnel(self) -> None:
+        """Create and start the tunnel companion, or start it again if it is found stopped
+        (Docker's restart policy brings it back after a crash, not after a stop)."""
+        rec, s = self.record, self.s
+        assert rec.plan is not None
+        c = rec.plan.tunnel
+        if c is None:
+            return
+        existing = s.runtime.containers(rec.uid, L.ROLE_TUNNEL, c.name)
+        if not existing:
+            await s.runtime.create_and_start(rec, c)
+            return
+        if not existing[-1].state.running:
+            with contextlib.suppress(EngineError):  # e.g. Docker is restarting it already
+                await blocking(s.engine.start, existing[-1].id)
+            await blocking(s.tracker.refresh, existing[-1].id)
 
     async def _run_init(self, c: ContainerPlan) -> bool:
         """Run one init container to completion; False when the pod has failed."""

@@ -34,7 +34,7 @@ from .gpu_grants import GPUGrants, held_label
 from .gpus import GPUAllocator, GPUInventory
 from .images import ImagePuller
 from .lifecycle import Supervisors
-from .plan import NodeFacts, PlanError, PodPlan, plan_pod
+from .plan import HostPort, NodeFacts, PlanError, PodPlan, plan_pod
 from .pod_store import PodStore
 from .pod_worker import PodRecord, PodServices, PodWorker, remove_pod
 from .policy import SidecarPolicy
@@ -133,13 +133,13 @@ class PodManager:
             return CreateStruct(PodUID=uid, PodJID=plan.job_id)
 
     def _check_host_ports(self, plan: PodPlan) -> None:
+        """Refuse a node port that another pod here, or another program, already holds."""
         for binding in plan.infra.ports:
             ip, port, proto = binding.host_ip, binding.host_port, binding.protocol
             for other in self.records.values():
                 if other.plan and any(p.host_port == port and p.protocol == proto
                                       for p in other.plan.infra.ports):
-                    raise PlanError(f"hostPort {port}/{proto} is already used by pod "
-                                    f"{other.ref()} on this node; pick another hostPort")
+                    raise PlanError(_port_clash(binding, f"pod {other.ref()} on this node"))
             if proto == "tcp":
                 family = socket.AF_INET6 if ":" in ip else socket.AF_INET
                 with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -148,9 +148,8 @@ class PodManager:
                         s.bind((ip or "0.0.0.0", port))
                     except OSError as exc:
                         if exc.errno == errno.EADDRINUSE:
-                            raise PlanError(f"hostPort {port}/tcp is already in use on this "
-                                            "node by another program; pick another hostPort"
-                                            ) from None
+                            raise PlanError(_port_clash(
+                                binding, "another program on this node")) from None
                         raise
 
     # --- delete and evict -------------------------------------------------------------------
@@ -337,3 +336,13 @@ class PodManager:
         await aclose_client()
         self.tracker.stop()
 
+
+def _port_clash(binding: HostPort, holder: str) -> str:
+    """Why a node port cannot be had, and how to pick another."""
+    port, proto = binding.host_port, binding.protocol
+    if not binding.published:
+        return f"hostPort {port}/{proto} is already used by {holder}; pick another hostPort"
+    return (f"containerPort {port}/{proto} cannot be published: node port {port} is already "
+            f"used by {holder} (Sidecar.PublishPorts publishes each containerPort on the node "
+            "port of the same number). Give each user's pod its own port: with JupyterHub, set "
+            "c.KubeSpawner.port per user, e.g. in a pre_spawn_hook; see docs/DEPLOYMENT.md")
