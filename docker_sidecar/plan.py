@@ -359,6 +359,7 @@ def _tunnel_plan(pod: dict[str, Any], policy: SidecarPolicy) -> ContainerPlan | 
     # Judged as a container that asks for the least: drop every capability, no escalation.
     security = container_security(pod, {"name": L.TUNNEL_NAME, "securityContext": {
         "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}})
+    limits = default_limits({}, {}, policy)
     uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
     image = policy.TunnelImage
     return ContainerPlan(
@@ -374,7 +375,10 @@ def _tunnel_plan(pod: dict[str, Any], policy: SidecarPolicy) -> ContainerPlan | 
         read_only_rootfs=False, security_opt=security.security_opt,
         seccomp_localhost=security.seccomp_localhost,
         run_as_non_root=non_root and run_as_user is None,
-        nano_cpus=None, mem_limit=None, mem_reservation=None, cpu_shares=None,
+        # The node's defaults for a container that sets no limits (none when unset).
+        nano_cpus=cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") else None,
+        mem_limit=byte_count(limits["memory"]) if limits.get("memory") else None,
+        mem_reservation=None, cpu_shares=None,
         # Whatever the pod's restartPolicy: without its tunnel the pod cannot be reached.
         restart_policy={"Name": "always"},
         tty=False, stdin_open=False, gpus=0,

@@ -86,6 +86,7 @@ class PodWorker:
         self.record = record
         self.lock = lock  # shared with create/delete of the same UID, and kept after it
         self.s = services
+        self._revive: asyncio.Task[None] | None = None  # the tunnel companion's restart
 
     @property
     def uid(self) -> str:
@@ -100,9 +101,24 @@ class PodWorker:
 
     async def stop_sync(self) -> None:
         """Cancel the bring-up and wait for it (it finishes the Docker call it is in)."""
-        if self.record.task is not None:
-            self.record.task.cancel()
-            await asyncio.gather(self.record.task, return_exceptions=True)
+        for task in (self.record.task, self._revive):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def tunnel_stopped(self) -> None:
+        """The tunnel companion has stopped for good (a ``docker stop`` or ``kill``, after which
+        Docker's restart policy does nothing): start it again after the initial back-off,
+        unless it runs again by then or the pod is going."""
+        if self.record.evicted or (self._revive is not None and not self._revive.done()):
+            return
+
+        async def revive() -> None:
+            await asyncio.sleep(self.s.policy.BackoffInitialSeconds)
+            if not self.record.evicted:
+                await self._ensure_tunnel()
+
+        self._revive = asyncio.create_task(revive())
 
     # --- bring-up ---------------------------------------------------------------------------
 

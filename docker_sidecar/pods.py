@@ -254,6 +254,8 @@ class PodManager:
         worker = self.workers.get(info.pod_uid)
         if worker is not None:
             worker.release_gpus_if_finished()
+            if info.role == L.ROLE_TUNNEL and info.has_stopped and worker.record.plan:
+                worker.tunnel_stopped()
         self.services.messages.on_change(info)
 
     # --- restart safety ---------------------------------------------------------------------
@@ -326,11 +328,7 @@ class PodManager:
         running), then stop following Docker's events."""
         if self._eviction is not None:
             await self._eviction.stop()
-        for worker in self.workers.values():
-            if worker.record.task is not None:
-                worker.record.task.cancel()
-        await asyncio.gather(*(w.record.task for w in self.workers.values() if w.record.task),
-                             return_exceptions=True)
+        await asyncio.gather(*(w.stop_sync() for w in self.workers.values()))
         for uid in list(self.workers):
             await self.services.supervisors.stop(uid)
         await aclose_client()

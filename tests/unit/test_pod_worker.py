@@ -597,3 +597,25 @@ def test_the_companion_is_recovered_and_started_again_after_a_restart(
             assert await node.manager.delete(p)
             assert tunnels(e) == []
     run(scenario)
+
+
+def test_a_companion_stopped_from_outside_is_started_again(tmp_path: Path) -> None:
+    e = engine()
+    p = tunnelled("stopped", "Never")
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+            starts = names(e, "start").count("TUNNEL")
+            # docker stop or kill: Docker's restart policy leaves it down; the sidecar does not.
+            e.stop(tunnels(e)[0].id, 0)
+            await node.until(lambda: names(e, "start").count("TUNNEL") > starts
+                             and tunnels(e)[0].state["Running"])
+            assert len(tunnels(e)) == 1
+            # Deleting the pod stops it for good: nothing starts it again.
+            assert await node.manager.delete(p)
+            await asyncio.sleep(0.1)
+            assert tunnels(e) == []
+    run(scenario)

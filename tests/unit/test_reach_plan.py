@@ -218,3 +218,12 @@ def test_status_leaves_the_companion_out(plan: Planner) -> None:
     assert [c["name"] for c in status["containers"]] == ["notebook"]
     assert status["containers"][0]["state"].get("running")
     assert not status.get("initContainers")
+
+
+def test_the_companion_gets_the_nodes_default_limits(plan: Planner) -> None:
+    policy = SidecarPolicy(TunnelImage="interlink-test/busybox:1", DefaultCPULimit="500m",
+                           DefaultMemoryLimit="256Mi")
+    c = plan(tunnelled(), policy).tunnel
+    assert c is not None and c.nano_cpus == 500_000_000 and c.mem_limit == 256 << 20
+    c = plan(tunnelled(), TUNNEL).tunnel
+    assert c is not None and c.nano_cpus is None and c.mem_limit is None
