@@ -40,11 +40,11 @@ from .volumes import (
 )
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # Set by upstream interLink's virtual kubelet (its Network.WstunnelCommand, filled in): one
 # shell command line that starts the in-pod end of the pod's tunnel.
 TUNNEL_ANNOTATION = "interlink.eu/wstunnel-client-commands"
 TUNNEL_COMMAND_MAX = 64 * 1024
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 class PlanError(ValueError):

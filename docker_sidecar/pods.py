@@ -227,7 +227,9 @@ class PodManager:
         if record is None:
             raise LogLookupError(404, f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) "
                                  "is not known on this node")
-        containers = [c for c in self.tracker.containers_of(req.PodUID) if not c.is_infra]
+        # The pod's own containers: the sandbox and the tunnel companion are not among them.
+        containers = [c for c in self.tracker.containers_of(req.PodUID)
+                      if c.role in (L.ROLE_INIT, L.ROLE_MAIN)]
         names = sorted({c.name for c in containers})
         name = req.ContainerName
         if not name:

@@ -19,10 +19,10 @@ from docker_sidecar import host_fs
 from docker_sidecar import labels as L
 from docker_sidecar.gpus import GPUDevice, GPUInventory
 from docker_sidecar.plan import NodeFacts, PlanError
-from docker_sidecar.pods import PodManager
+from docker_sidecar.pods import LogLookupError, PodManager
 from docker_sidecar.policy import SidecarPolicy
 from docker_sidecar.tracker import Tracker
-from interlink_common.wire import RetrievedPodData
+from interlink_common.wire import LogStruct, RetrievedPodData
 
 NODE = NodeFacts(cpus=4, memory=8 << 30, name="node", host_ip="10.0.0.1")
 IMAGE = "interlink-test/busybox:1"
@@ -526,6 +526,15 @@ def test_the_companion_runs_beside_the_pod_and_is_not_in_its_status(tmp_path: Pa
             assert [c["name"] for c in status["containers"]] == ["notebook"]
             assert not status.get("initContainers")
             assert names(e, "start") == ["POD", "TUNNEL", "notebook"]
+            # Logs are the pod's: the companion neither makes the default ambiguous nor is
+            # offered as a container of the pod.
+            meta = p["metadata"]
+            req = LogStruct(Namespace=meta["namespace"], PodUID=meta["uid"],
+                            PodName=meta["name"])
+            assert node.manager.find_log_container(req).name == "notebook"
+            with pytest.raises(LogLookupError) as info:
+                node.manager.find_log_container(req.model_copy(update={"ContainerName": "x"}))
+            assert "TUNNEL" not in str(info.value)
             assert await node.manager.delete(p)
             assert tunnels(e) == []
     run(scenario)
