@@ -1,7 +1,7 @@
 """Reachability on the real engine: the tunnel companion shares the pod's localhost, stays out
 of the status and comes back when it dies; Sidecar.PublishPorts makes a containerPort
 reachable on the node's address, refuses a second pod on the same port, and frees the port
-when the pod goes."""
+when the pod goes; a sidecar restart finds the companion again by its labels."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import start_test_sidecar
 from kube import container, create_body, pod, state_of
 from procs import free_port
 
@@ -156,3 +157,31 @@ def test_a_port_held_by_another_program_is_refused(publish_sidecar):
         r = publish_sidecar.create(create_body(web("pub-held", port)))
     assert r.status_code == 422, r.text
     assert "another program" in r.text and "c.KubeSpawner.port" in r.text
+
+
+def test_the_companion_is_recovered_after_a_sidecar_restart(docker_client, tmp_path):
+    policy = {"TunnelImage": BUSYBOX}
+    sc = start_test_sidecar(tmp_path, docker_client, policy=policy)
+    try:
+        port = free_port()
+        p = notebook_with_tunnel("tun-restart", port)
+        sc.run(create_body(p))
+        tunnel = sc.container(p, "TUNNEL")
+        until(lambda: b"hello-tun-restart" in tunnel.logs(stderr=False), "no tunnel output")
+        first_id = tunnel.id
+        sc.proc.stop(signal.SIGKILL)
+        tunnel.stop(timeout=0)  # stopped while the sidecar is away
+        sc.respawn(tmp_path, policy=policy)
+        until(lambda: (tunnel.reload(), tunnel.attrs["State"]["Running"])[1],
+              "the recovered companion was not started again")
+        assert tunnel.id == first_id  # the same container, found by its labels
+        label = f"io.interlink.pod.uid={p['metadata']['uid']}"
+        roles = sorted(c.labels["io.interlink.container.role"]
+                       for c in sc.docker.containers.list(all=True, filters={"label": label}))
+        assert roles == ["infra", "main", "tunnel"]
+        assert [c["name"] for c in sc.status(p)["containers"]] == ["notebook"]
+        sc.delete(p)
+        assert sc.docker.containers.list(all=True, filters={"label": label}) == []
+    finally:
+        sc.proc.stop()
+        sc.cleanup()
