@@ -14,13 +14,17 @@ POD_UID = "io.interlink.pod.uid"
 POD_NAMESPACE = "io.interlink.pod.namespace"
 POD_NAME = "io.interlink.pod.name"
 CONTAINER = "io.interlink.container.name"
-ROLE = "io.interlink.container.role"  # infra, init or main
+ROLE = "io.interlink.container.role"  # infra, init, main or tunnel
 INDEX = "io.interlink.container.index"  # position among the pod's init or main containers
 ATTEMPT = "io.interlink.container.attempt"  # init container re-runs (restartCount)
 GPUS = "io.interlink.gpus"  # comma-separated device UUIDs held by the container
 POD_JSON = "io.interlink.pod.json"  # the pod as the VK sent it (infra container only)
 
 ROLE_INFRA, ROLE_INIT, ROLE_MAIN = "infra", "init", "main"
+# The tunnel companion (interlink.eu/wstunnel-client-commands): not a Kubernetes container.
+ROLE_TUNNEL = "tunnel"
+# Its container name: upper case, which no Kubernetes container name can be.
+TUNNEL_NAME = "TUNNEL"
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 

@@ -41,6 +41,10 @@ from .volumes import (
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+# Set by upstream interLink's virtual kubelet (its Network.WstunnelCommand, filled in): one
+# shell command line that starts the in-pod end of the pod's tunnel.
+TUNNEL_ANNOTATION = "interlink.eu/wstunnel-client-commands"
+TUNNEL_COMMAND_MAX = 64 * 1024
 
 
 class PlanError(ValueError):
@@ -94,6 +98,8 @@ class HostPort:
     protocol: str  # tcp, udp or sctp
     host_ip: str  # "" for every address
     host_port: int
+    # Published by Sidecar.PublishPorts (node port = containerPort), not asked as hostPort.
+    published: bool = False
 
     @property
     def key(self) -> str:
@@ -126,6 +132,8 @@ class PodPlan:
     main: list[ContainerPlan]
     volumes: PodVolumes
     registry_auth: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The tunnel companion; not one of the pod's containers (never in its status).
+    tunnel: ContainerPlan | None = None
 
     @property
     def containers(self) -> list[ContainerPlan]:
@@ -285,12 +293,15 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
                 volumes=volumes, policy=policy, node=node, restart=restart,
                 data_root=data_root))
 
+    host_ports = _host_ports(spec)
+    if policy.PublishPorts:
+        host_ports += _published_ports(spec, policy.PublishAddress, host_ports)
     infra = InfraPlan(
         docker_name=L.infra_name(namespace, name, uid),
         image=policy.InfraImage,
         # Cut as the kubelet does: 63 characters, no trailing '-' or '.'.
         hostname=(spec.get("hostname") or name)[:63].rstrip("-."),
-        ports=_host_ports(spec),
+        ports=host_ports,
         extra_hosts=_host_aliases(spec),
         network_mode="host" if spec.get("hostNetwork") else None,
         pid_mode="host" if spec.get("hostPID") else None,
@@ -310,7 +321,72 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
                    grace_period=min(max(0, int(grace)), policy.MaxGracePeriodSeconds),
                    infra=infra, init=plans["init"],
                    main=plans["main"], volumes=volumes,
-                   registry_auth=_registry_auth(spec, secrets))
+                   registry_auth=_registry_auth(spec, secrets),
+                   tunnel=_tunnel_plan(pod, policy))
+
+
+def _tunnel_plan(pod: dict[str, Any], policy: SidecarPolicy) -> ContainerPlan | None:
+    """The tunnel companion of a pod whose VK asked for one (``TUNNEL_ANNOTATION``): the
+    annotation's command under ``sh -c``, in the pod's network namespace, with nothing the
+    pod's own containers could not have: no capabilities, no privilege escalation, the pod's
+    user and seccomp profile."""
+    meta, spec = pod["metadata"], pod["spec"]
+    command = (meta.get("annotations") or {}).get(TUNNEL_ANNOTATION)
+    if command is None:
+        return None
+    where = f"metadata.annotations[{TUNNEL_ANNOTATION}]"
+    if not isinstance(command, str) or not command.strip():
+        raise PlanError(f"{where} must be a shell command line (the VK's "
+                        "Network.WstunnelCommand, filled in); it is empty")
+    if len(command) > TUNNEL_COMMAND_MAX or "\0" in command:
+        raise PlanError(f"{where} is longer than {TUNNEL_COMMAND_MAX} characters or holds a "
+                        "NUL character; set a shorter Network.WstunnelCommand in the VK")
+    if not policy.TunnelImage:
+        raise PlanError(f"{where} asks for a tunnel companion, but this node has no image "
+                        "for it: set Sidecar.TunnelImage in the sidecar config (an image with "
+                        "/bin/sh and what the command runs; see docs/DEPLOYMENT.md), or turn "
+                        "the VK's tunnel off")
+    pod_sc = spec.get("securityContext") or {}
+    run_as_user = _int_or_none(pod_sc.get("runAsUser"), "spec.securityContext.runAsUser")
+    run_as_group = _int_or_none(pod_sc.get("runAsGroup"), "spec.securityContext.runAsGroup")
+    # restricted asks every container to run as non-root; the companion too.
+    non_root = pod_sc.get("runAsNonRoot") is True or policy.PodSecurity == "restricted"
+    if non_root and run_as_user == 0:
+        raise PlanError("spec.securityContext: runAsUser 0 breaks runAsNonRoot, which the "
+                        "tunnel companion follows; run the pod as another user")
+    user = None if run_as_user is None else (
+        f"{run_as_user}:{run_as_group}" if run_as_group is not None else str(run_as_user))
+    # Judged as a container that asks for the least: drop every capability, no escalation.
+    security = container_security(pod, {"name": L.TUNNEL_NAME, "securityContext": {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}})
+    limits = default_limits({}, {}, policy)
+    uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
+    image = policy.TunnelImage
+    return ContainerPlan(
+        name=L.TUNNEL_NAME, role=L.ROLE_TUNNEL, index=0,
+        docker_name=L.container_name(namespace, name, L.TUNNEL_NAME, uid),
+        image=image, pull_policy=default_pull_policy(image),
+        # The VK's default command ends in '&' (it was written for a job script): the shell
+        # waits for what it started, so the container lives as long as the tunnel.
+        entrypoint=["/bin/sh", "-c"], cmd=[f"{command}\nwait"],
+        env=[("HOME", "/tmp")], working_dir="/tmp",  # it downloads there, as any user
+        mounts=[], mount_dirs=[], user=user, group_add=[],
+        cap_add=security.cap_add, cap_drop=security.cap_drop, privileged=False,
+        read_only_rootfs=False, security_opt=security.security_opt,
+        seccomp_localhost=security.seccomp_localhost,
+        run_as_non_root=non_root and run_as_user is None,
+        # The node's defaults for a container that sets no limits (none when unset).
+        nano_cpus=cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") else None,
+        mem_limit=byte_count(limits["memory"]) if limits.get("memory") else None,
+        mem_reservation=None, cpu_shares=None,
+        # Whatever the pod's restartPolicy: without its tunnel the pod cannot be reached.
+        restart_policy={"Name": "always"},
+        tty=False, stdin_open=False, gpus=0,
+        pid_mode="pod" if spec.get("shareProcessNamespace") else None,
+        labels={**L.pod_labels(policy.Instance, uid, namespace, name),
+                L.CONTAINER: L.TUNNEL_NAME, L.ROLE: L.ROLE_TUNNEL, L.INDEX: "0"},
+        spec={"name": L.TUNNEL_NAME, "image": image},
+    )
 
 
 def _int_or_none(value: Any, where: str) -> int | None:
@@ -467,6 +543,45 @@ def _host_ports(spec: dict[str, Any]) -> list[HostPort]:
                 ports.append(HostPort(container_port, protocol,
                                       "" if host_ip == "0.0.0.0" else host_ip, host_port))
     return ports
+
+
+def _published_ports(spec: dict[str, Any], address: str,
+                     taken: list[HostPort]) -> list[HostPort]:
+    """Sidecar.PublishPorts: every declared containerPort without a hostPort, published on
+    the node's node port of the same number (what makes pod-IP:port reachable when the pod's
+    IP is the node's). The pod's hostPorts are ``taken``."""
+    if spec.get("hostNetwork"):
+        return []  # its ports are the node's already
+    used = {(p.host_port, p.protocol): p for p in taken}
+    out: list[HostPort] = []
+    for key in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(key) or []):
+            for j, port in enumerate((container or {}).get("ports") or []):
+                if not isinstance(port, dict) or port.get("hostPort"):
+                    continue
+                where = f"spec.{key}[{i}].ports[{j}]"
+                protocol = (port.get("protocol") or "TCP")
+                protocol = protocol.lower() if isinstance(protocol, str) else protocol
+                if protocol not in ("tcp", "udp", "sctp"):
+                    raise PlanError(f"{where}.protocol {port.get('protocol')!r} is not TCP, UDP "
+                                    "or SCTP")
+                container_port = port.get("containerPort")
+                if isinstance(container_port, bool) or not isinstance(container_port, int) \
+                        or not 0 < container_port < 65536:
+                    raise PlanError(f"{where}.containerPort must be a port number")
+                clash = used.get((container_port, protocol))
+                if clash is not None:
+                    if clash.published:
+                        continue  # declared twice in the pod: one namespace, one binding
+                    raise PlanError(f"{where}.containerPort {container_port}/{protocol} is "
+                                    "published on the node port of the same number "
+                                    "(Sidecar.PublishPorts), which a hostPort of the same pod "
+                                    "already uses; change that hostPort")
+                binding = HostPort(container_port, protocol, address, container_port,
+                                   published=True)
+                used[(container_port, protocol)] = binding
+                out.append(binding)
+    return out
 
 
 def _host_aliases(spec: dict[str, Any]) -> dict[str, str]:

@@ -86,6 +86,7 @@ class PodWorker:
         self.record = record
         self.lock = lock  # shared with create/delete of the same UID, and kept after it
         self.s = services
+        self._revive: asyncio.Task[None] | None = None  # the tunnel companion's restart
 
     @property
     def uid(self) -> str:
@@ -100,9 +101,24 @@ class PodWorker:
 
     async def stop_sync(self) -> None:
         """Cancel the bring-up and wait for it (it finishes the Docker call it is in)."""
-        if self.record.task is not None:
-            self.record.task.cancel()
-            await asyncio.gather(self.record.task, return_exceptions=True)
+        for task in (self.record.task, self._revive):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def tunnel_stopped(self) -> None:
+        """The tunnel companion has stopped for good (a ``docker stop`` or ``kill``, after which
+        Docker's restart policy does nothing): start it again after the initial back-off,
+        unless it runs again by then or the pod is going."""
+        if self.record.evicted or (self._revive is not None and not self._revive.done()):
+            return
+
+        async def revive() -> None:
+            await asyncio.sleep(self.s.policy.BackoffInitialSeconds)
+            if not self.record.evicted:
+                await self._ensure_tunnel()
+
+        self._revive = asyncio.create_task(revive())
 
     # --- bring-up ---------------------------------------------------------------------------
 
@@ -120,6 +136,7 @@ class PodWorker:
             rec.pod_ip = infra.ip
             # Re-plan now that the pod IP is known (status.podIP in env and downward API).
             rec.plan = s.plan(data, rec.pod_ip)
+            await self._ensure_tunnel()
             for volume in rec.plan.volumes.tmpfs:
                 if volume.name not in await blocking(s.engine.list_volumes, rec.uid):
                     await blocking(s.engine.create_tmpfs_volume, volume.name,
@@ -187,6 +204,23 @@ class PodWorker:
                 await blocking(s.store.unpin_staging, rec.uid, "")
                 await s.runtime.backoff(attempt)
                 attempt += 1
+
+    async def _ensure_tunnel(self) -> None:
+        """Create and start the tunnel companion, or start it again if it is found stopped
+        (Docker's restart policy brings it back after a crash, not after a stop)."""
+        rec, s = self.record, self.s
+        assert rec.plan is not None
+        c = rec.plan.tunnel
+        if c is None:
+            return
+        existing = s.runtime.containers(rec.uid, L.ROLE_TUNNEL, c.name)
+        if not existing:
+            await s.runtime.create_and_start(rec, c)
+            return
+        if not existing[-1].state.running:
+            with contextlib.suppress(EngineError):  # e.g. Docker is restarting it already
+                await blocking(s.engine.start, existing[-1].id)
+            await blocking(s.tracker.refresh, existing[-1].id)
 
     async def _run_init(self, c: ContainerPlan) -> bool:
         """Run one init container to completion; False when the pod has failed."""

@@ -34,7 +34,7 @@ from .gpu_grants import GPUGrants, held_label
 from .gpus import GPUAllocator, GPUInventory
 from .images import ImagePuller
 from .lifecycle import Supervisors
-from .plan import NodeFacts, PlanError, PodPlan, plan_pod
+from .plan import HostPort, NodeFacts, PlanError, PodPlan, plan_pod
 from .pod_store import PodStore
 from .pod_worker import PodRecord, PodServices, PodWorker, remove_pod
 from .policy import SidecarPolicy
@@ -133,13 +133,13 @@ class PodManager:
             return CreateStruct(PodUID=uid, PodJID=plan.job_id)
 
     def _check_host_ports(self, plan: PodPlan) -> None:
+        """Refuse a node port that another pod here, or another program, already holds."""
         for binding in plan.infra.ports:
             ip, port, proto = binding.host_ip, binding.host_port, binding.protocol
             for other in self.records.values():
                 if other.plan and any(p.host_port == port and p.protocol == proto
                                       for p in other.plan.infra.ports):
-                    raise PlanError(f"hostPort {port}/{proto} is already used by pod "
-                                    f"{other.ref()} on this node; pick another hostPort")
+                    raise PlanError(_port_clash(binding, f"pod {other.ref()} on this node"))
             if proto == "tcp":
                 family = socket.AF_INET6 if ":" in ip else socket.AF_INET
                 with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -148,9 +148,8 @@ class PodManager:
                         s.bind((ip or "0.0.0.0", port))
                     except OSError as exc:
                         if exc.errno == errno.EADDRINUSE:
-                            raise PlanError(f"hostPort {port}/tcp is already in use on this "
-                                            "node by another program; pick another hostPort"
-                                            ) from None
+                            raise PlanError(_port_clash(
+                                binding, "another program on this node")) from None
                         raise
 
     # --- delete and evict -------------------------------------------------------------------
@@ -228,7 +227,9 @@ class PodManager:
         if record is None:
             raise LogLookupError(404, f"pod {req.Namespace}/{req.PodName} (uid {req.PodUID}) "
                                  "is not known on this node")
-        containers = [c for c in self.tracker.containers_of(req.PodUID) if not c.is_infra]
+        # The pod's own containers: the sandbox and the tunnel companion are not among them.
+        containers = [c for c in self.tracker.containers_of(req.PodUID)
+                      if c.role in (L.ROLE_INIT, L.ROLE_MAIN)]
         names = sorted({c.name for c in containers})
         name = req.ContainerName
         if not name:
@@ -255,6 +256,8 @@ class PodManager:
         worker = self.workers.get(info.pod_uid)
         if worker is not None:
             worker.release_gpus_if_finished()
+            if info.role == L.ROLE_TUNNEL and info.has_stopped and worker.record.plan:
+                worker.tunnel_stopped()
         self.services.messages.on_change(info)
 
     # --- restart safety ---------------------------------------------------------------------
@@ -327,13 +330,19 @@ class PodManager:
         running), then stop following Docker's events."""
         if self._eviction is not None:
             await self._eviction.stop()
-        for worker in self.workers.values():
-            if worker.record.task is not None:
-                worker.record.task.cancel()
-        await asyncio.gather(*(w.record.task for w in self.workers.values() if w.record.task),
-                             return_exceptions=True)
+        await asyncio.gather(*(w.stop_sync() for w in self.workers.values()))
         for uid in list(self.workers):
             await self.services.supervisors.stop(uid)
         await aclose_client()
         self.tracker.stop()
 
+
+def _port_clash(binding: HostPort, holder: str) -> str:
+    """Why a node port cannot be had, and how to pick another."""
+    port, proto = binding.host_port, binding.protocol
+    if not binding.published:
+        return f"hostPort {port}/{proto} is already used by {holder}; pick another hostPort"
+    return (f"containerPort {port}/{proto} cannot be published: node port {port} is already "
+            f"used by {holder} (Sidecar.PublishPorts publishes each containerPort on the node "
+            "port of the same number). Give each user's pod its own port: with JupyterHub, set "
+            "c.KubeSpawner.port per user, e.g. in a pre_spawn_hook; see docs/DEPLOYMENT.md")

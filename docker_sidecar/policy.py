@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -55,6 +56,17 @@ class SidecarPolicy(BaseModel):
     Instance: str = Field(default="default", pattern=r"^[a-zA-Z0-9_.-]+$")
     # Image of the per-pod infra container that holds the pod's network namespace.
     InfraImage: str = "registry.k8s.io/pause:3.10"
+    # --- Reachability (docs/DEPLOYMENT.md: tunnel, published ports, hostPort) --------------
+    # Image of the tunnel companion that runs the command of a pod's
+    # interlink.eu/wstunnel-client-commands annotation in the pod's network namespace. It
+    # needs /bin/sh, and whatever that command runs (curl and tar for the VK's default
+    # command, or the wstunnel binary). Empty: pods with the annotation are refused.
+    TunnelImage: str = ""
+    # Publish every declared containerPort of every pod on the node's address, node port =
+    # containerPort (for sites that set interlink.eu/pod-ip to the node's IP). Off by default.
+    PublishPorts: bool = False
+    # Host address published ports are bound to; empty = every address of the node.
+    PublishAddress: str = ""
     # What a pod spec from the cluster may ask for. Off by default: a pod must not get root on
     # the GPU node just because someone could create it in the cluster.
     AllowPrivileged: bool = False
@@ -125,6 +137,31 @@ class SidecarPolicy(BaseModel):
     # Concurrent /getLogs streams (follow or not): per pod, and in total on this sidecar.
     MaxLogFollowsPerPod: int = Field(default=10, ge=1)
     MaxLogFollows: int = Field(default=200, ge=1)
+
+    @field_validator("TunnelImage")
+    @classmethod
+    def _tunnel_image(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from .plan import PlanError, check_image  # plan imports this module
+            try:
+                check_image(value, "Sidecar.TunnelImage")
+            except PlanError as exc:
+                raise ValueError(str(exc).replace("Sidecar.TunnelImage.image ", "", 1)
+                                 ) from None
+        return value
+
+    @field_validator("PublishAddress")
+    @classmethod
+    def _publish_address(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address; give one of this node's "
+                                 "addresses, or leave it empty for all of them") from None
+        return "" if value in ("0.0.0.0", "::") else value
 
     @field_validator("LogMaxSize", "DefaultCPULimit", "DefaultMemoryLimit",
                      "DefaultEphemeralStorageLimit")

@@ -11,17 +11,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_engine import Exit, FakeEngine, Run, StartError
 from kube import container, create_body, pod, state_of, vk_phase
 
 from docker_sidecar import host_fs
 from docker_sidecar import labels as L
 from docker_sidecar.gpus import GPUDevice, GPUInventory
-from docker_sidecar.plan import NodeFacts
-from docker_sidecar.pods import PodManager
+from docker_sidecar.plan import NodeFacts, PlanError
+from docker_sidecar.pods import LogLookupError, PodManager
 from docker_sidecar.policy import SidecarPolicy
 from docker_sidecar.tracker import Tracker
-from interlink_common.wire import RetrievedPodData
+from interlink_common.wire import LogStruct, RetrievedPodData
 
 NODE = NodeFacts(cpus=4, memory=8 << 30, name="node", host_ip="10.0.0.1")
 IMAGE = "interlink-test/busybox:1"
@@ -494,4 +495,136 @@ def test_eviction_kills_without_grace_releases_gpus_and_survives_a_restart(
             await asyncio.sleep(0.1)
             assert len(e.ops("start")) == starts  # an evicted pod stays down
             assert state_of(node.status(p), "g")["state"]["terminated"]["reason"] == "Evicted"
+    run(scenario)
+
+
+# --- the tunnel companion (interlink.eu/wstunnel-client-commands) ---------------------------
+
+TUNNEL_POLICY = {"TunnelImage": IMAGE}
+
+
+def tunnelled(name: str, restart: str = "Never") -> dict[str, Any]:
+    p = pod(name, [container("notebook")], restart=restart)
+    p["metadata"]["annotations"]["interlink.eu/wstunnel-client-commands"] = "run-the-tunnel &"
+    return p
+
+
+def tunnels(e: FakeEngine) -> list[Any]:
+    return [c for c in e.named(L.TUNNEL_NAME) if c.labels.get(L.ROLE) == L.ROLE_TUNNEL]
+
+
+def test_the_companion_runs_beside_the_pod_and_is_not_in_its_status(tmp_path: Path) -> None:
+    e = engine()
+    p = tunnelled("tun")
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+            status = node.status(p)
+            assert [c["name"] for c in status["containers"]] == ["notebook"]
+            assert not status.get("initContainers")
+            assert names(e, "start") == ["POD", "TUNNEL", "notebook"]
+            # Logs are the pod's: the companion neither makes the default ambiguous nor is
+            # offered as a container of the pod.
+            meta = p["metadata"]
+            req = LogStruct(Namespace=meta["namespace"], PodUID=meta["uid"],
+                            PodName=meta["name"])
+            assert node.manager.find_log_container(req).name == "notebook"
+            with pytest.raises(LogLookupError) as info:
+                node.manager.find_log_container(req.model_copy(update={"ContainerName": "x"}))
+            assert "TUNNEL" not in str(info.value)
+            assert await node.manager.delete(p)
+            assert tunnels(e) == []
+    run(scenario)
+
+
+def test_a_pod_without_the_annotation_gets_no_companion(tmp_path: Path) -> None:
+    e = engine()
+    p = pod("plain", [container("notebook")])
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            assert tunnels(e) == [] and names(e, "create") == ["POD", "notebook"]
+    run(scenario)
+
+
+def test_the_annotation_without_a_tunnel_image_is_refused_and_nothing_made(
+        tmp_path: Path) -> None:
+    e = engine()
+    p = tunnelled("refused")
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path) as node:
+            with pytest.raises(PlanError, match="Sidecar.TunnelImage"):
+                await node.create(p)
+            assert e.ops("create") == [] and not node.manager.records
+            assert not host_fs.pod_dir(tmp_path, p["metadata"]["uid"]).exists()
+    run(scenario)
+
+
+@pytest.mark.parametrize("restart", ["Never", "Always"])
+def test_a_companion_that_dies_is_restarted(tmp_path: Path, restart: str) -> None:
+    e = engine()
+    p = tunnelled("dies", restart)
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+            e.finish(L.TUNNEL_NAME, 1)
+            await node.until(lambda: tunnels(e)[0].state["Running"])
+            assert tunnels(e)[0].restart_count == 1 and len(tunnels(e)) == 1
+            # The pod's own containers are untouched, and the status never counts it.
+            state = state_of(node.status(p), "notebook")
+            assert state["restartCount"] == 0 and "running" in state["state"]
+    run(scenario)
+
+
+def test_the_companion_is_recovered_and_started_again_after_a_restart(
+        tmp_path: Path) -> None:
+    e = engine()
+    p = tunnelled("recovered", "Always")
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+        # Stopped while the sidecar was away (Docker's restart policy skips a stop).
+        e.stop(tunnels(e)[0].id, 0)
+        assert not tunnels(e)[0].state["Running"]
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e)[0].state["Running"])
+            assert len(tunnels(e)) == 1 and names(e, "create").count("TUNNEL") == 1
+            assert [c["name"] for c in node.status(p)["containers"]] == ["notebook"]
+            assert await node.manager.delete(p)
+            assert tunnels(e) == []
+    run(scenario)
+
+
+def test_a_companion_stopped_from_outside_is_started_again(tmp_path: Path) -> None:
+    e = engine()
+    p = tunnelled("stopped", "Never")
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+            starts = names(e, "start").count("TUNNEL")
+            # docker stop or kill: Docker's restart policy leaves it down; the sidecar does not.
+            e.stop(tunnels(e)[0].id, 0)
+            await node.until(lambda: names(e, "start").count("TUNNEL") > starts
+                             and tunnels(e)[0].state["Running"])
+            assert len(tunnels(e)) == 1
+            # Deleting the pod stops it for good: nothing starts it again.
+            assert await node.manager.delete(p)
+            await asyncio.sleep(0.1)
+            assert tunnels(e) == []
     run(scenario)
