@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import labels as L
 from .containers import Container
 from .disk_usage import Unmeasurable, disk_usage
 from .quantity import QuantityError, byte_count, format_bytes_k8s
@@ -86,10 +87,12 @@ class LimitedContainer:
 
 
 def limited_containers(pod: dict[str, Any], docker: list[Container] | list[dict[str, Any]],
-                       default: str = "", *, unlimited: bool = False) -> list[LimitedContainer]:
+                       default: str = "", *, unlimited: bool = False,
+                       tunnel_limit: str = "") -> list[LimitedContainer]:
     """The pod's running containers with an ephemeral-storage limit (their own, else the
     node's default), as the kubelet measures them: writable layer plus logs. With
-    ``unlimited``, those without a limit too (they count in the pod's total)."""
+    ``unlimited``, those without a limit too (they count in the pod's total); with
+    ``tunnel_limit``, the tunnel companion under that limit."""
     views = [c for c in map(Container.of, docker) if c is not None]
     # By name alone: an init container and a main one never share a name.
     latest = {c.name: c for c in sorted(views, key=lambda c: c.attempt) if not c.is_infra}
@@ -108,6 +111,13 @@ def limited_containers(pod: dict[str, Any], docker: list[Container] | list[dict[
         out.append(LimitedContainer(c["name"], Path(info.upper_dir) if info.upper_dir else None,
                                     Path(info.log_path) if info.log_path else None,
                                     limit, str(raw)))
+    tunnel = next((c for c in sorted(views, key=lambda c: c.attempt, reverse=True)
+                   if c.role == L.ROLE_TUNNEL), None)
+    if tunnel_limit and tunnel is not None and tunnel.state.running:
+        out.append(LimitedContainer(L.TUNNEL_NAME,
+                                    Path(tunnel.upper_dir) if tunnel.upper_dir else None,
+                                    Path(tunnel.log_path) if tunnel.log_path else None,
+                                    byte_count(tunnel_limit), tunnel_limit))
     return out
 
 
@@ -193,7 +203,9 @@ def over_limit(dirs: list[LimitedDir], containers: list[LimitedContainer] = (),
     if pod is not None:
         total = format_bytes_k8s(pod.limit)
         try:
-            used = sum(map(measure, pod.dirs)) + sum(used_by.values())
+            # The companion has a limit of its own and is not one of the pod's containers.
+            used = sum(map(measure, pod.dirs)) + sum(
+                n for name, n in used_by.items() if name != L.TUNNEL_NAME)
         except Unmeasurable as exc:
             return (f"Pod ephemeral local storage usage cannot be measured against the total "
                     f"limit of containers {total}: {exc}.")
@@ -240,8 +252,9 @@ class EvictionWatch:
                 dirs = limited_dirs(record.pod, record.plan.volumes.sources)
                 total = pod_limit(record.pod, record.plan.volumes.sources, default)
                 # With a pod total, every running container's usage counts toward it.
-                limited = limited_containers(record.pod, containers, default,
-                                             unlimited=total is not None)
+                limited = limited_containers(
+                    record.pod, containers, default, unlimited=total is not None,
+                    tunnel_limit=self.manager.policy.TunnelEphemeralStorageLimit)
                 if not dirs and not limited and total is None:
                     continue
                 try:

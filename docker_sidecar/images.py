@@ -39,7 +39,9 @@ class ImagePuller:
         with back-off until they succeed."""
         assert rec.plan is not None
         wanted: dict[str, tuple[str, list[str]]] = {}
-        for c in rec.plan.containers:
+        # The tunnel companion's image too: without it the pod runs but cannot be reached.
+        tunnel = [rec.plan.tunnel] if rec.plan.tunnel is not None else []
+        for c in list(rec.plan.containers) + tunnel:
             policy, names = wanted.setdefault(c.image, (c.pull_policy, []))
             names.append(c.name)
             if c.pull_policy == "Always":

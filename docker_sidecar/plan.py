@@ -295,7 +295,8 @@ def _plan(data: RetrievedPodData, policy: SidecarPolicy, *, data_root: Path, nod
 
     host_ports = _host_ports(spec)
     if policy.PublishPorts:
-        host_ports += _published_ports(spec, policy.PublishAddress, host_ports)
+        host_ports += _published_ports(spec, policy.PublishAddress, host_ports,
+                                       policy.PublishPortRange)
     infra = InfraPlan(
         docker_name=L.infra_name(namespace, name, uid),
         image=policy.InfraImage,
@@ -359,7 +360,6 @@ def _tunnel_plan(pod: dict[str, Any], policy: SidecarPolicy) -> ContainerPlan | 
     # Judged as a container that asks for the least: drop every capability, no escalation.
     security = container_security(pod, {"name": L.TUNNEL_NAME, "securityContext": {
         "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}})
-    limits = default_limits({}, {}, policy)
     uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
     image = policy.TunnelImage
     return ContainerPlan(
@@ -375,9 +375,11 @@ def _tunnel_plan(pod: dict[str, Any], policy: SidecarPolicy) -> ContainerPlan | 
         read_only_rootfs=False, security_opt=security.security_opt,
         seccomp_localhost=security.seccomp_localhost,
         run_as_non_root=non_root and run_as_user is None,
-        # The node's defaults for a container that sets no limits (none when unset).
-        nano_cpus=cpu_millis(limits["cpu"]) * 1_000_000 if limits.get("cpu") else None,
-        mem_limit=byte_count(limits["memory"]) if limits.get("memory") else None,
+        # Its own bounds (Sidecar.Tunnel*Limit): the command is the pod author's, and runs
+        # beside the pod's containers, outside their limits.
+        nano_cpus=cpu_millis(policy.TunnelCPULimit) * 1_000_000
+        if policy.TunnelCPULimit else None,
+        mem_limit=byte_count(policy.TunnelMemoryLimit) if policy.TunnelMemoryLimit else None,
         mem_reservation=None, cpu_shares=None,
         # Whatever the pod's restartPolicy: without its tunnel the pod cannot be reached.
         restart_policy={"Name": "always"},
@@ -545,13 +547,14 @@ def _host_ports(spec: dict[str, Any]) -> list[HostPort]:
     return ports
 
 
-def _published_ports(spec: dict[str, Any], address: str,
-                     taken: list[HostPort]) -> list[HostPort]:
+def _published_ports(spec: dict[str, Any], address: str, taken: list[HostPort],
+                     port_range: str = "1-65535") -> list[HostPort]:
     """Sidecar.PublishPorts: every declared containerPort without a hostPort, published on
     the node's node port of the same number (what makes pod-IP:port reachable when the pod's
-    IP is the node's). The pod's hostPorts are ``taken``."""
+    IP is the node's), if it lies in ``port_range``. The pod's hostPorts are ``taken``."""
     if spec.get("hostNetwork"):
         return []  # its ports are the node's already
+    low, high = (int(n) for n in port_range.split("-", 1))
     used = {(p.host_port, p.protocol): p for p in taken}
     out: list[HostPort] = []
     for key in ("initContainers", "containers"):
@@ -569,6 +572,11 @@ def _published_ports(spec: dict[str, Any], address: str,
                 if isinstance(container_port, bool) or not isinstance(container_port, int) \
                         or not 0 < container_port < 65536:
                     raise PlanError(f"{where}.containerPort must be a port number")
+                if not low <= container_port <= high:
+                    raise PlanError(f"{where}.containerPort {container_port} would be published "
+                                    f"on the node port of the same number, outside "
+                                    f"{port_range} (Sidecar.PublishPortRange); declare a port "
+                                    "in that range, or widen the key in the sidecar config")
                 clash = used.get((container_port, protocol))
                 if clash is not None:
                     if clash.published:

@@ -81,6 +81,8 @@ class PodManager:
             supervisors=Supervisors(), plan=self.plan)
         tracker.add_listener(self._on_container_change)
         self._eviction: EvictionWatch | None = None
+        # Pods between their port check and their worker (the create's await in between).
+        self._pending_ports: dict[str, PodPlan] = {}
 
     # --- what the HTTP layer reads --------------------------------------------------------
 
@@ -118,7 +120,10 @@ class PodManager:
             if existing is not None:
                 return CreateStruct(PodUID=uid, PodJID=existing.record.job_id)
             plan = self.plan(data)
+            # Checked and held with no await in between: two creates of different pods (two
+            # locks) must not both take a port.
             self._check_host_ports(plan)
+            self._pending_ports[uid] = plan
             record = PodRecord(uid=uid, namespace=plan.namespace, name=plan.name, plan=plan,
                                pod=data.pod.to_wire())
             self.services.grants.reserve(record)
@@ -127,6 +132,8 @@ class PodManager:
             except PlanError:
                 self.services.grants.release(uid)
                 raise
+            finally:
+                self._pending_ports.pop(uid, None)
             worker = self.workers[uid] = PodWorker(record, self._lock(uid), self.services)
             worker.start(data)
             log.info("accepted pod %s (uid %s)", record.ref(), uid)
@@ -136,10 +143,12 @@ class PodManager:
         """Refuse a node port that another pod here, or another program, already holds."""
         for binding in plan.infra.ports:
             ip, port, proto = binding.host_ip, binding.host_port, binding.protocol
-            for other in self.records.values():
-                if other.plan and any(p.host_port == port and p.protocol == proto
-                                      for p in other.plan.infra.ports):
-                    raise PlanError(_port_clash(binding, f"pod {other.ref()} on this node"))
+            others = [(o.ref(), o.plan) for o in self.records.values()] + \
+                [(f"{p.namespace}/{p.name}", p) for p in self._pending_ports.values()]
+            for ref, other in others:
+                if other and any(p.host_port == port and p.protocol == proto
+                                 for p in other.infra.ports):
+                    raise PlanError(_port_clash(binding, f"pod {ref} on this node"))
             if proto == "tcp":
                 family = socket.AF_INET6 if ":" in ip else socket.AF_INET
                 with socket.socket(family, socket.SOCK_STREAM) as s:

@@ -62,11 +62,19 @@ class SidecarPolicy(BaseModel):
     # needs /bin/sh, and whatever that command runs (curl and tar for the VK's default
     # command, or the wstunnel binary). Empty: pods with the annotation are refused.
     TunnelImage: str = ""
+    # The companion's own bounds: it runs a command any pod author writes, outside the pod's
+    # containers and their limits. Its writable layer over the storage limit evicts the pod.
+    TunnelCPULimit: str = "500m"
+    TunnelMemoryLimit: str = "256Mi"
+    TunnelEphemeralStorageLimit: str = "256Mi"
     # Publish every declared containerPort of every pod on the node's address, node port =
     # containerPort (for sites that set interlink.eu/pod-ip to the node's IP). Off by default.
     PublishPorts: bool = False
     # Host address published ports are bound to; empty = every address of the node.
     PublishAddress: str = ""
+    # The node ports published ports may take (containerPorts outside are refused at /create):
+    # ports below 1024 belong to the node's own services.
+    PublishPortRange: str = Field(default="1024-65535", pattern=r"^\d{1,5}-\d{1,5}$")
     # What a pod spec from the cluster may ask for. Off by default: a pod must not get root on
     # the GPU node just because someone could create it in the cluster.
     AllowPrivileged: bool = False
@@ -164,7 +172,8 @@ class SidecarPolicy(BaseModel):
         return "" if value in ("0.0.0.0", "::") else value
 
     @field_validator("LogMaxSize", "DefaultCPULimit", "DefaultMemoryLimit",
-                     "DefaultEphemeralStorageLimit")
+                     "DefaultEphemeralStorageLimit", "TunnelCPULimit", "TunnelMemoryLimit",
+                     "TunnelEphemeralStorageLimit")
     @classmethod
     def _quantity(cls, value: str, info: ValidationInfo) -> str:
         # Refuse a bad quantity at startup, naming the key, rather than at every /create.
@@ -174,7 +183,7 @@ class SidecarPolicy(BaseModel):
                 raise ValueError("must be a size such as 10Mi")
             return value
         try:
-            amount = cpu_millis(value) if info.field_name == "DefaultCPULimit" \
+            amount = cpu_millis(value) if info.field_name.endswith("CPULimit") \
                 else byte_count(value)
         except QuantityError as exc:
             raise ValueError(str(exc)) from None

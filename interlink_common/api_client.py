@@ -23,12 +23,13 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from .wire import ContainerLogOpts, CreateStruct, LogStruct, PingResponse, PodCreateRequests, \
     PodStatus
 
 SESSION_HEADER = "InterLink-Http-Session"
-# Enough of a refused answer to say why; a server cannot make us hold more.
+# Enough of a refused answer to say why (answers are read whole; this bounds the message).
 MAX_ERROR_TEXT = 16 * 1024
 
 
@@ -82,7 +83,7 @@ class InterLinkClient:
     async def ping(self) -> PingResponse:
         """The plugin's answer through the API: status and the node's resources."""
         reply = await self._call("POST", "/pinglink", None, "PingInterLink")
-        return PingResponse.model_validate(self._json(reply, "/pinglink"))
+        return _parse(PingResponse, self._json(reply, "/pinglink"), "/pinglink", reply)
 
     async def create(self, pod: dict[str, Any], *, configmaps: Sequence[dict[str, Any]] = (),
                      secrets: Sequence[dict[str, Any]] = (),
@@ -94,7 +95,7 @@ class InterLinkClient:
             "pod": pod, "configmaps": list(configmaps), "secrets": list(secrets),
             "projectedvolumesmaps": list(projected)})
         reply = await self._call("POST", "/create", request.to_wire(), "CreatePod")
-        return CreateStruct.model_validate(self._json(reply, "/create"))
+        return _parse(CreateStruct, self._json(reply, "/create"), "/create", reply)
 
     async def status(self, pods: Sequence[dict[str, Any]]) -> list[PodStatus]:
         """The statuses of the pods the plugin knows, in request order; unknown ones are left
@@ -105,7 +106,7 @@ class InterLinkClient:
         data = self._json(reply, "/status")
         if not isinstance(data, list):
             raise APIError("/status", reply.status_code, "the answer is not a JSON array")
-        return [PodStatus.model_validate(s) for s in data]
+        return [_parse(PodStatus, s, "/status", reply) for s in data]
 
     async def pod_status(self, pod: dict[str, Any]) -> PodStatus | None:
         """One pod's status, or None when the node does not know it."""
@@ -137,9 +138,16 @@ class InterLinkClient:
             if response.status_code != 200:
                 text = (await response.aread())[:MAX_ERROR_TEXT].decode("utf-8", "replace")
                 raise APIError("/getLogs", response.status_code, text.strip())
-            yield response.aiter_bytes()
+            yield self._chunks(response)
         finally:
             await response.aclose()
+
+    async def _chunks(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:  # the stream broke off: the server or the network
+            raise self._unreachable("/getLogs", exc) from None
 
     async def delete(self, pod: dict[str, Any]) -> str:
         """Delete the pod (its containers go after their grace period); the server's text."""
@@ -156,8 +164,9 @@ class InterLinkClient:
             try:
                 token = self._token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise APIUnreachable("(token)", f"cannot read the token file "
-                                     f"{self._token_file}: {exc.strerror or exc}") from None
+                # Not the server's fault and not transient: status 0, but no APIUnreachable.
+                raise APIError("(token)", 0, f"cannot read the token file "
+                               f"{self._token_file}: {exc.strerror or exc}") from None
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
@@ -200,3 +209,13 @@ class InterLinkClient:
                          PodName=meta.get("name", ""), ContainerName=container,
                          Opts=ContainerLogOpts.model_validate(
                              {names[k]: v for k, v in opts.items()})).to_wire()
+
+
+def _parse(model: type[Any], data: Any, route: str, reply: httpx.Response) -> Any:
+    """A 200 answer of the wrong shape is the server's error too, not a crash of the caller."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise APIError(route, reply.status_code, f"the answer does not fit "
+                       f"{model.__name__}: {exc.errors()[0]['msg'] if exc.errors() else exc}"
+                       ) from None

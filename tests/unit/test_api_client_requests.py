@@ -61,6 +61,7 @@ def test_log_options_use_the_kubelets_names_and_refuse_others() -> None:
 @pytest.mark.parametrize("answer, status, text", [
     (httpx.Response(422, text="pod ns/p cannot run on this node: spec.x"), 422, "spec.x"),
     (httpx.Response(200, text="not json"), 200, "not JSON"),
+    (httpx.Response(200, json=["not", "a", "CreateStruct"]), 200, "does not fit CreateStruct"),
 ])
 def test_a_refusal_or_a_bad_answer_is_an_api_error(answer: httpx.Response, status: int,
                                                    text: str) -> None:

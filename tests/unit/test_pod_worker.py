@@ -628,3 +628,52 @@ def test_a_companion_stopped_from_outside_is_started_again(tmp_path: Path) -> No
             await asyncio.sleep(0.1)
             assert tunnels(e) == []
     run(scenario)
+
+
+def test_the_companions_image_is_pulled_like_the_pods(tmp_path: Path) -> None:
+    """Found in review: only the pod's own images were pulled, so on a node without the
+    tunnel image the pod ran and could never be reached, with nothing said anywhere."""
+    e = engine()
+    p = tunnelled("pulls-tunnel")
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, TunnelImage="example.org/wstunnel:10") as node:
+            await node.create(p)
+            await node.phase_is(p, "Running")
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+            assert ("pull", "example.org/wstunnel:10") in e.ops("pull")
+    run(scenario)
+
+
+def test_two_pods_asking_for_one_published_port_at_once_get_one_refusal(
+        tmp_path: Path) -> None:
+    """Found in review: the port check and the new worker were an await apart, so two creates
+    of different pods could both take the port (the loser retried its sandbox for ever)."""
+    e = engine()
+    a, b = (pod(n, [container("m", ports=[{"containerPort": 18888}])]) for n in ("pa", "pb"))
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, PublishPorts=True) as node:
+            results = await asyncio.gather(node.create(a), node.create(b),
+                                           return_exceptions=True)
+            refused = [r for r in results if isinstance(r, PlanError)]
+            assert len(refused) == 1 and "18888" in str(refused[0])
+            assert sum(r is None for r in results) == 1
+    run(scenario)
+
+
+def test_a_delete_does_not_wait_the_grace_period_for_the_companion(tmp_path: Path) -> None:
+    """Its shell ignores SIGTERM as PID 1: stopped with the grace period, it held every delete
+    for the whole of it. The pod's own containers keep their grace."""
+    e = engine()
+    p = tunnelled("quick-delete")
+    p["spec"]["terminationGracePeriodSeconds"] = 30
+
+    async def scenario() -> None:
+        async with Node(e, tmp_path, **TUNNEL_POLICY) as node:
+            await node.create(p)
+            await node.until(lambda: tunnels(e) and tunnels(e)[0].state["Running"])
+            assert await node.manager.delete(p)
+            stops = {c[1].split("_")[3]: c[2] for c in e.ops("stop")}
+            assert stops["TUNNEL"] == 0 and stops["notebook"] >= 29
+    run(scenario)

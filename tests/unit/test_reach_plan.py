@@ -27,7 +27,7 @@ from interlink_common.wire import RetrievedPodData
 
 NODE = NodeFacts(cpus=4, memory=8 << 30, name="node", host_ip="10.0.0.1")
 Planner = Callable[..., PodPlan]
-PUBLISH = SidecarPolicy(PublishPorts=True)
+PUBLISH = SidecarPolicy(PublishPorts=True, PublishPortRange="1-65535")
 TUNNEL = SidecarPolicy(TunnelImage="interlink-test/busybox:1")
 # What upstream's VK writes by default (its DefaultWstunnelCommand, filled in).
 VK_COMMAND = ("curl  -L -f -k https://example.org/wstunnel.tar.gz -o wstunnel.tar.gz && "
@@ -220,10 +220,22 @@ def test_status_leaves_the_companion_out(plan: Planner) -> None:
     assert not status.get("initContainers")
 
 
-def test_the_companion_gets_the_nodes_default_limits(plan: Planner) -> None:
-    policy = SidecarPolicy(TunnelImage="interlink-test/busybox:1", DefaultCPULimit="500m",
-                           DefaultMemoryLimit="256Mi")
-    c = plan(tunnelled(), policy).tunnel
-    assert c is not None and c.nano_cpus == 500_000_000 and c.mem_limit == 256 << 20
+def test_the_companion_has_bounds_of_its_own(plan: Planner) -> None:
+    """It runs the pod author's command outside the pod's containers: never unbounded, and
+    the node's defaults for containers do not decide it."""
     c = plan(tunnelled(), TUNNEL).tunnel
-    assert c is not None and c.nano_cpus is None and c.mem_limit is None
+    assert c is not None and c.nano_cpus == 500_000_000 and c.mem_limit == 256 << 20
+    policy = SidecarPolicy(TunnelImage="interlink-test/busybox:1", TunnelCPULimit="2",
+                           TunnelMemoryLimit="1Gi", DefaultCPULimit="100m")
+    c = plan(tunnelled(), policy).tunnel
+    assert c is not None and c.nano_cpus == 2_000_000_000 and c.mem_limit == 1 << 30
+
+
+def test_published_ports_stay_in_the_configured_range(plan: Planner) -> None:
+    """Ports below 1024 are the node's own services' (sshd, a web server) by default."""
+    p = pod("p", [container("a", ports=[{"containerPort": 22}])])
+    with pytest.raises(PlanError, match=r"spec.containers\[0\].ports\[0\].containerPort 22 .*"
+                                        r"1024-65535 \(Sidecar.PublishPortRange\)"):
+        plan(p, SidecarPolicy(PublishPorts=True))
+    assert plan(pod("p", [container("a", ports=[{"containerPort": 8888}])]),
+                SidecarPolicy(PublishPorts=True)).infra.ports[0].host_port == 8888
