@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -88,6 +89,22 @@ def host_path_problem(prefixes: list[str], protected: list[Path]) -> str | None:
     return None
 
 
+def publish_address_problem(address: str) -> str | None:
+    """Sidecar.PublishAddress must be one of this node's addresses: Docker cannot bind any
+    other, and every /create would fail on it."""
+    if not address:
+        return None
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, 0))
+        except OSError as exc:
+            return (f"Sidecar.PublishAddress {address!r} cannot be bound on this node "
+                    f"({exc.strerror or exc}); give one of this node's addresses, or leave it "
+                    "empty for all of them")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = start("docker-sidecar", __doc__, argv, extra_sections={"Sidecar": SidecarPolicy})
     policy: SidecarPolicy = cfg.Sidecar  # type: ignore[attr-defined]
@@ -130,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     if docker_host.startswith("unix://"):
         protected.append(Path(docker_host[len("unix://"):]).parent)
-    problem = host_path_problem(policy.HostPathPrefixes, protected)
+    problem = host_path_problem(policy.HostPathPrefixes, protected) or \
+        publish_address_problem(policy.PublishAddress)
     if problem:
         sys.exit(f"docker-sidecar: {problem}")
     prepare_data_root(data_root)

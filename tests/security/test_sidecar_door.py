@@ -371,3 +371,10 @@ def test_mutual_tls_admits_only_certificates_of_the_client_ca(docker_client: Any
             api.stop()
     finally:
         proc.stop()
+
+
+def test_a_publish_address_the_node_does_not_have_stops_startup(tmp_path: Path) -> None:
+    """Otherwise every /create would fail binding it, with an error naming nothing."""
+    out = refused_at_start(tmp_path, sidecar_config(
+        tmp_path, Sidecar={"PublishPorts": True, "PublishAddress": "192.0.2.1"}))
+    assert "Sidecar.PublishAddress '192.0.2.1' cannot be bound on this node" in out
