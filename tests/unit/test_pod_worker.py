@@ -114,7 +114,8 @@ def test_sandbox_then_init_containers_in_order_then_mains(tmp_path: Path) -> Non
             status = node.status(p)
             assert state_of(status, "a", init=True)["state"]["terminated"]["reason"] == \
                 "Completed"
-            assert status["containers"][0]["ready"] is True
+            # Ready follows Running once the tracker has seen the start (no probes here).
+            await node.until(lambda: node.status(p)["containers"][0]["ready"] is True)
     run(scenario)
 
 
@@ -440,8 +441,10 @@ def test_gpus_go_back_when_the_pod_is_done_and_the_next_in_line_starts(
             await node.create(first)
             await node.create(second)
             await node.phase_is(first, "Running")
-            waiting = state_of(node.status(second), "g2")["state"]["waiting"]
-            assert waiting["reason"] == "WaitingForGPU"
+            # The second pod's worker says so once it has asked for the GPU (its task runs
+            # after create returns).
+            await node.until(lambda: (state_of(node.status(second), "g2")["state"].get(
+                "waiting") or {}).get("reason") == "WaitingForGPU")
             infra = next(c for c in e.containers.values() if c.labels.get(L.ROLE) == "infra")
             assert infra.labels[L.GPUS] == "GPU-00000000"
             e.finish("g1", 0)  # done for good: its GPU goes before any delete
