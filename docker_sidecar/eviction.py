@@ -111,9 +111,10 @@ def limited_containers(pod: dict[str, Any], docker: list[Container] | list[dict[
         out.append(LimitedContainer(c["name"], Path(info.upper_dir) if info.upper_dir else None,
                                     Path(info.log_path) if info.log_path else None,
                                     limit, str(raw)))
-    tunnel = next((c for c in sorted(views, key=lambda c: c.attempt, reverse=True)
-                   if c.role == L.ROLE_TUNNEL), None)
-    if tunnel_limit and tunnel is not None and tunnel.state.running:
+    # Its upper-case name is no Kubernetes container's: ``latest`` holds it under that name.
+    tunnel = latest.get(L.TUNNEL_NAME)
+    if tunnel_limit and tunnel is not None and tunnel.role == L.ROLE_TUNNEL and \
+            tunnel.state.running:
         out.append(LimitedContainer(L.TUNNEL_NAME,
                                     Path(tunnel.upper_dir) if tunnel.upper_dir else None,
                                     Path(tunnel.log_path) if tunnel.log_path else None,

@@ -245,6 +245,13 @@ def test_container_storage_counts_its_writable_layer_and_logs(tmp_path) -> None:
     found = limited_containers(p, [docker("own"), docker("free")], unlimited=True)
     assert [(c.name, c.limit) for c in found] == [("own", 1 << 20), ("free", None)]
     assert over_limit([], found) == ""
+    # The tunnel companion is measured under its own limit, and not in the pod's total.
+    companion = {**docker("x"), "Config": {"Labels": {L.CONTAINER: L.TUNNEL_NAME,
+                                                      L.ROLE: L.ROLE_TUNNEL}}}
+    found_t = limited_containers(p, [docker("own"), companion], tunnel_limit="512Ki")
+    assert [(c.name, c.limit_text) for c in found_t] == [("own", "1Mi"), ("TUNNEL", "512Ki")]
+    assert over_limit([], found_t) == \
+        'Container TUNNEL exceeded its local ephemeral storage limit "512Ki".'
     # The total is 1Mi for "own" plus the 1 byte "done" asks for.
     assert over_limit([], found, pod_limit(p, {})) == \
         "Pod ephemeral local storage usage exceeds the total limit of containers 1048577."
