@@ -354,4 +354,5 @@ def _port_clash(binding: HostPort, holder: str) -> str:
     return (f"containerPort {port}/{proto} cannot be published: node port {port} is already "
             f"used by {holder} (Sidecar.PublishPorts publishes each containerPort on the node "
             "port of the same number). Give each user's pod its own port: with JupyterHub, set "
-            "c.KubeSpawner.port per user, e.g. in a pre_spawn_hook; see docs/DEPLOYMENT.md")
+            "c.KubeSpawner.port per user, e.g. in a pre_spawn_hook, or use InterLinkSpawner, which "
+            "takes one per server from its port_range; see docs/DEPLOYMENT.md")

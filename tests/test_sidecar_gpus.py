@@ -4,7 +4,6 @@ release, queueing, capacity in the ping, and restart safety."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,17 +12,9 @@ import pytest
 
 from sidecars import Sidecar, start_test_sidecar
 from kube import container, create_body, pod, state_of, vk_phase
-from procs import ROOT
+from fake_gpus import dockerd_can_do_gpus, nvml_env
 
 GPUS = [f"GPU-{uuid.UUID(int=i + 1)}" for i in range(4)]
-
-
-def nvml_env(tmp: Path, gpus: list[str]) -> tuple[dict[str, str], str]:
-    lib = subprocess.run([str(ROOT / "tests/gpu/build.sh"), str(tmp / "nvml")], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    config = tmp / "gpus.txt"
-    config.write_text("".join(f"gpu {u} 81559 0 0 0 - NVIDIA H100 80GB HBM3\n" for u in gpus))
-    return {"FAKE_NVML_CONFIG": str(config)}, lib
 
 
 def gpu_sidecar(tmp: Path, docker_client, gpus: list[str], **gpu_settings) -> Sidecar:
@@ -39,21 +30,6 @@ def gpu_node(docker_client, tmp_path_factory):
     yield sc
     sc.proc.stop()
     sc.cleanup()
-
-
-def dockerd_can_do_gpus(docker_client) -> None:
-    """The engine must know the "nvidia" device driver: a real NVIDIA Container Toolkit, or the
-    stub hook that scripts/ensure-docker puts on dockerd's PATH."""
-    from docker.types import DeviceRequest
-
-    try:
-        docker_client.containers.run("interlink-test/busybox:1", "true", remove=True,
-                                     device_requests=[DeviceRequest(
-                                         driver="nvidia", device_ids=[GPUS[0]],
-                                         capabilities=[["gpu"]])])
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"dockerd cannot run NVIDIA device requests ({exc}); start it with "
-                    "scripts/ensure-docker, which puts tests/gpu/bin on its PATH")
 
 
 def gpu_pod(name: str, count: int = 1, script: str = "echo gpus=$NVIDIA_VISIBLE_DEVICES; "

@@ -1,0 +1,307 @@
+"""InterLinkSpawner without a hub or a node: the pod it sends is KubeSpawner's, ports are one
+per server, and start, progress, poll and stop follow what the API answers (httpx's
+MockTransport stands in for the API server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import types
+from typing import Any
+from unittest import mock
+
+import httpx
+import pytest
+from kubernetes_asyncio.client import ApiClient
+
+import kubespawner.spawner as kubespawner_module
+from interlink_spawner import InterLinkSpawner
+from interlink_spawner.ports import PortPool, PortsExhausted
+from interlink_spawner.spawner import TUNNEL_ANNOTATION
+from kubespawner import KubeSpawner
+
+HUB = types.SimpleNamespace(public_host="hub.example.org", url="http://10.0.0.1:8081/hub/",
+                            base_url="/hub/", api_url="http://10.0.0.1:8081/hub/api")
+
+
+def user(name: str) -> Any:
+    return types.SimpleNamespace(name=name, id=1, url=f"/user/{name}/", escaped_name=name)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pools():
+    InterLinkSpawner._pools.clear()
+    yield
+    InterLinkSpawner._pools.clear()
+
+
+class FakeAPI:
+    """The API server's answers: pods kept by uid, a status per pod set by the test."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.taken: set[int] = set()  # node ports the node says another pod holds
+        self.statuses: dict[str, list[dict[str, Any]]] = {}  # name -> container statuses
+        self.deleted: list[dict[str, Any]] = []
+        self.refuse: tuple[int, str] | None = None
+        self.logs = ""
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        if request.url.path == "/create":
+            if self.refuse:
+                return httpx.Response(self.refuse[0], text=self.refuse[1])
+            pod = body[0]["pod"] if isinstance(body, list) else body["pod"]
+            port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+            if port in self.taken:
+                return httpx.Response(422, text=(
+                    f"pod x cannot run on this node: containerPort {port}/TCP cannot be "
+                    f"published: node port {port} is already used by pod default/other"))
+            self.pods[pod["metadata"]["uid"]] = pod
+            return httpx.Response(200, json={"PodUID": pod["metadata"]["uid"], "PodJID": "j"})
+        if request.url.path == "/status":
+            out = []
+            for p in body:
+                uid = p["metadata"]["uid"]
+                if uid in self.pods:
+                    name = self.pods[uid]["metadata"]["name"]
+                    out.append({"name": name, "UID": uid, "namespace": "default",
+                                "containers": self.statuses.get(name, [])})
+            return httpx.Response(200, json=out)
+        if request.url.path == "/delete":
+            self.deleted.append(body)
+            self.pods.pop(body["metadata"]["uid"], None)
+            return httpx.Response(200, text="deleted")
+        if request.url.path == "/getLogs":
+            return httpx.Response(200, text=self.logs)
+        return httpx.Response(404)
+
+
+def spawner(api: FakeAPI, name: str = "alice", **config: Any) -> InterLinkSpawner:
+    config.setdefault("node_address", "192.0.2.10")
+    s = InterLinkSpawner(user=user(name), hub=HUB, api_url="http://api.example:3000",
+                         status_interval=0.01, port_range=(31000, 31009), **config)
+    s.transport = httpx.MockTransport(api.handler)
+    return s
+
+
+async def start(s: InterLinkSpawner) -> str:
+    """The hub's call: ``start()`` schedules the start on the running loop."""
+    return await s.start()
+
+
+RUNNING = [{"name": "notebook", "ready": True, "state": {"running": {}}}]
+
+
+def test_the_pod_is_kubespawners_own_with_a_namespace_and_a_uid() -> None:
+    config = {"cpu_limit": 2.0, "mem_limit": "4G", "uid": 1000, "fs_gid": 100,
+              "image": "interlink-test/singleuser:1",
+              "extra_resource_limits": {"nvidia.com/gpu": "1"},
+              "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
+              "volume_mounts": [{"name": "home", "mountPath": "/home/jovyan"}]}
+
+    async def both() -> tuple[dict, dict]:
+        ours = InterLinkSpawner(user=user("alice"), hub=HUB, **config)
+        ours._node_port = 31000
+        pod = await ours.interlink_pod()
+        # KubeSpawner itself, with its Kubernetes client configuration stubbed out.
+        with mock.patch.object(kubespawner_module, "load_config"), \
+                mock.patch.object(kubespawner_module, "shared_client"):
+            theirs = KubeSpawner(user=user("alice"), hub=HUB, **config)
+        async with ApiClient() as api:
+            return pod, api.sanitize_for_serialization(await theirs.get_pod_manifest())
+
+    ours, theirs = asyncio.run(both())
+    meta = ours["metadata"]
+    assert meta.pop("namespace") == "default"
+    assert len(meta.pop("uid")) == 36
+    assert ours == theirs
+    assert ours["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "claim-alice"
+    assert ours["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_tunnelled_pod_carries_the_filled_in_command() -> None:
+    s = InterLinkSpawner(user=user("bob"), hub=HUB, tunnel_command=(
+        "wstunnel client -R tcp://0.0.0.0:{remote_port}:localhost:{port} ws://hub:8080 "
+        "# {pod_name} {namespace} {username}"))
+    s._node_port = 30007
+    s.port = 8000
+    pod = asyncio.run(s.interlink_pod())
+    assert pod["metadata"]["annotations"][TUNNEL_ANNOTATION] == (
+        "wstunnel client -R tcp://0.0.0.0:30007:localhost:8000 ws://hub:8080 "
+        "# jupyter-bob default bob")
+
+    s.tunnel_command = "wstunnel -R {remote} ws://hub"
+    with pytest.raises(ValueError, match=r"tunnel_command .* cannot be filled in.*\{remote_port\}"):
+        asyncio.run(s.interlink_pod())
+
+
+def test_start_publishes_a_port_of_the_range_and_connects_there() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = RUNNING
+    s = spawner(api)
+    url = asyncio.run(start(s))
+    assert url == "http://192.0.2.10:31000"
+    (pod,) = api.pods.values()
+    assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == 31000
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:31000/"
+    assert s.get_state()["interlink_port"] == 31000
+
+
+def test_two_servers_never_share_a_port_and_a_stopped_ones_port_is_reused() -> None:
+    api = FakeAPI()
+    api.statuses = {"jupyter-alice": RUNNING, "jupyter-bob": RUNNING}
+    alice, bob = spawner(api, "alice"), spawner(api, "bob")
+
+    async def scenario() -> tuple[str, str, str]:
+        a = await alice.start()
+        b = await bob.start()
+        await alice.stop()
+        api.statuses["jupyter-carol"] = RUNNING
+        c = await spawner(api, "carol").start()
+        return a, b, c
+
+    a, b, c = asyncio.run(scenario())
+    assert (a, b, c) == ("http://192.0.2.10:31000", "http://192.0.2.10:31001",
+                         "http://192.0.2.10:31000")
+    assert api.deleted[0]["metadata"]["name"] == "jupyter-alice"
+
+
+def test_a_port_the_node_says_is_taken_is_skipped() -> None:
+    api = FakeAPI()
+    api.taken = {31000, 31001}
+    api.statuses["jupyter-alice"] = RUNNING
+    s = spawner(api)
+    events: list[str] = []
+
+    async def scenario() -> str:
+        future = s.start()
+        async for e in s.progress():
+            events.append(e["message"])
+        return await future
+
+    assert asyncio.run(scenario()) == "http://192.0.2.10:31002"
+    assert "port 31000 is taken on the node; trying another" in events
+    assert events[-1] == "server ready at http://192.0.2.10:31002"
+
+
+def test_progress_shows_the_nodes_waiting_reasons_and_the_gpu_queue() -> None:
+    api = FakeAPI()
+    s = spawner(api)
+    waits = [
+        [{"name": "notebook", "state": {"waiting": {"reason": "ContainerCreating"}}}],
+        [{"name": "notebook", "state": {"waiting": {
+            "reason": "WaitingForGPU",
+            "message": "waiting for 1 nvidia.com/gpu: position 1 in line, 0 free of 2"}}}],
+        RUNNING,
+    ]
+
+    async def scenario() -> list[dict]:
+        future = s.start()
+        seen: list[dict] = []
+        async for e in s.progress():
+            seen.append(e)
+            if waits and any("accepted" in x["message"] for x in seen):
+                api.statuses["jupyter-alice"] = waits.pop(0)
+        await future
+        return seen
+
+    seen = asyncio.run(scenario())
+    messages = [e["message"] for e in seen]
+    assert "container notebook: waiting (ContainerCreating)" in messages
+    assert ("all GPUs are in use; waiting for 1 nvidia.com/gpu: position 1 in line, "
+            "0 free of 2") in messages
+    percents = [e["progress"] for e in seen]
+    assert percents == sorted(percents) and percents[-1] < 100
+
+
+def test_a_refused_pod_fails_the_spawn_with_the_nodes_words_and_frees_the_port() -> None:
+    api = FakeAPI()
+    api.refuse = (422, "pod default/jupyter-alice cannot run on this node: 2 nvidia.com/gpu "
+                       "asked, the node has 1")
+    s = spawner(api)
+    with pytest.raises(RuntimeError, match=r"node refused the server \(HTTP 422\).*has 1"):
+        asyncio.run(start(s))
+    assert InterLinkSpawner._pools[(31000, 31009)].held_by("alice/") is None
+
+    api.refuse = (401, "token expired")
+    with pytest.raises(RuntimeError, match="refused the hub's token.*api_token_file"):
+        asyncio.run(start(spawner(api)))
+
+
+def test_a_notebook_that_exits_before_ready_fails_with_its_log_and_is_removed() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = [{"name": "notebook", "state": {"terminated": {
+        "exitCode": 0, "reason": "Completed"}}}]
+    api.logs = "jupyterhub-singleuser: error: no such option\n"
+    s = spawner(api)
+    with pytest.raises(RuntimeError, match=r"(?s)exited with code 0 \(Completed\).*no such option"):
+        asyncio.run(start(s))
+    assert api.pods == {} and api.deleted[0]["metadata"]["deletionGracePeriodSeconds"] == 0
+
+    # A crash is retried by the node under OnFailure; one that keeps crashing fails the spawn.
+    api.statuses["jupyter-alice"] = [{"name": "notebook", "restartCount": 2, "state": {
+        "terminated": {"exitCode": 1, "reason": "Error"}}}]
+    with pytest.raises(RuntimeError, match=r"exited with code 1 \(Error\)"):
+        asyncio.run(start(spawner(api)))
+
+
+def test_poll_follows_the_node() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = RUNNING
+    s = spawner(api)
+
+    async def scenario() -> list[int | None]:
+        await s.start()
+        out = [await s.poll()]
+        api.statuses["jupyter-alice"] = [{"name": "notebook", "state": {"terminated": {
+            "exitCode": 3, "reason": "Error"}}}]
+        out.append(await s.poll())
+        api.pods.clear()
+        out.append(await s.poll())
+        s.transport = httpx.MockTransport(lambda r: httpx.Response(502, text="plugin down"))
+        out.append(await s.poll())
+        return out
+
+    assert asyncio.run(scenario()) == [None, 3, 1, None]
+
+
+def test_state_survives_a_hub_restart_and_holds_the_port() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = RUNNING
+    first = spawner(api)
+    asyncio.run(start(first))
+    state = first.get_state()
+    InterLinkSpawner._pools.clear()  # a new hub process
+
+    again = spawner(api)
+    again.load_state(state)
+    assert asyncio.run(again.poll()) is None
+    other = spawner(api, "bob")
+    api.statuses["jupyter-bob"] = RUNNING
+    assert asyncio.run(start(other)) == "http://192.0.2.10:31001"
+    asyncio.run(again.stop(now=True))
+    assert api.deleted[-1]["metadata"]["uid"] == state["interlink_pod"]["uid"]
+
+
+def test_missing_settings_are_named() -> None:
+    api = FakeAPI()
+    with pytest.raises(ValueError, match="node_address is not set"):
+        asyncio.run(start(spawner(api, node_address="")))
+    with pytest.raises(ValueError, match="tunnel_connect_host is not set"):
+        asyncio.run(start(spawner(api, tunnel_command="x {remote_port}")))
+
+
+def test_the_port_pool() -> None:
+    pool = PortPool(5, 7)
+    assert [pool.take("a"), pool.take("b"), pool.take("a")] == [5, 6, 5]
+    assert pool.take("c") == 7
+    with pytest.raises(PortsExhausted, match="all 3 ports of 5-7"):
+        pool.take("d")
+    pool.release("b")
+    assert pool.take("d") == 6
+    assert not pool.hold("e", 5) and not pool.hold("e", 99) and pool.hold("a", 5)
+    assert PortPool(5, 7).take("a", avoid={5}) == 6
+    with pytest.raises(ValueError):
+        PortPool(10, 9)
