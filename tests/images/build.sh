@@ -7,13 +7,21 @@
 #   interlink-test/python:3.11  Debian bookworm (minbase) with python3.11, `python` -> python3,
 #                               bash and nginx; CMD ["python3"] (stands in for python:*-alpine)
 #   interlink-test/nginx:1      the same root filesystem; CMD nginx in the foreground
+#   interlink-test/singleuser:1 the python image with JupyterHub's single-user server
+#                               (jupyterhub-singleuser, jupyter_server; singleuser-requirements.txt)
+#                               as uid 1000 (jovyan, gid 100 users, HOME /home/jovyan);
+#                               CMD ["jupyterhub-singleuser"] (stands in for jupyter/base-notebook)
 # Images carry a label with the hash of this directory: an unchanged build is skipped.
 # The Debian root filesystem comes from debootstrap (which needs root and deb.debian.org) and is
 # cached as a tarball in $INTERLINK_TEST_IMAGE_CACHE (default /var/cache/interlink-test-images),
 # keyed by the hash of its recipe, so editing this script does not bootstrap Debian again.
+# The single-user server's packages come from PyPI (binary wheels only, installed by the host's
+# pip for the image's CPython 3.11) and are cached there too, keyed by the requirements and pip's
+# options. Set PYTHON to choose the host's python that runs pip (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-version="$(cat "$here/build.sh" "$here/pause.c" | sha256sum | cut -c1-16)"
+version="$(cat "$here/build.sh" "$here/pause.c" "$here/singleuser-requirements.txt" \
+  | sha256sum | cut -c1-16)"
 
 current() {
   [ "$(docker image inspect -f '{{ index .Config.Labels "interlink.test.version" }}' "$1" 2>/dev/null)" = "$version" ]
@@ -21,7 +29,8 @@ current() {
 
 if current interlink-test/busybox:1 && current interlink-test/pause:1 \
    && current interlink-test/entrypoint:1 && current interlink-test/broken:1 \
-   && current interlink-test/python:3.11 && current interlink-test/nginx:1; then
+   && current interlink-test/python:3.11 && current interlink-test/nginx:1 \
+   && current interlink-test/singleuser:1; then
   exit 0
 fi
 
@@ -111,4 +120,63 @@ docker import --change "$label" --change "$debian_env" --change 'ENV LANG=C.UTF-
 docker import --change "$label" --change "$debian_env" --change 'ENV LANG=C.UTF-8' \
   --change 'CMD ["nginx", "-g", "daemon off;"]' \
   "$debian_tar" interlink-test/nginx:1 >/dev/null
+
+# singleuser: JupyterHub's single-user server on the python image. Its packages are installed on
+# this host by pip into a directory, as binary wheels for the image's python (CPython 3.11,
+# glibc 2.36), and go to /usr/local, which Debian's python3.11 searches.
+su_requirements="$here/singleuser-requirements.txt"
+su_pip_options=(--no-compile --no-warn-script-location --only-binary=:all: --implementation cp
+  --python-version 3.11 --abi cp311 --platform manylinux2014_x86_64)
+for glibc_minor in $(seq 17 36); do  # manylinux_2_17 .. manylinux_2_36 (bookworm's glibc)
+  su_pip_options+=(--platform "manylinux_2_${glibc_minor}_x86_64")
+done
+
+singleuser_tree() {  # pip's target $1 laid out as the image's /usr/local in $2
+  local t="$1" d="$2"
+  # bin/ has scripts with this host's shebangs (the image gets its own); share/jupyterhub holds
+  # the hub's web assets (60 MB), which the single-user server does not use; no bytecode.
+  rm -rf "$t"/bin "$t"/share/jupyterhub
+  find "$t" -name __pycache__ -prune -exec rm -rf {} +
+  mkdir -p "$d"/lib/python3.11
+  [ ! -d "$t"/share ] || mv "$t"/share "$d"/share  # data files: /usr/local/share/jupyter
+  [ ! -d "$t"/etc ] || mv "$t"/etc "$d"/etc        # config: /usr/local/etc/jupyter
+  mv "$t" "$d"/lib/python3.11/dist-packages
+}
+
+su_key="$(printf '%s\n' "$(cat "$su_requirements")" "${su_pip_options[*]}" \
+  "$(declare -f singleuser_tree)" | sha256sum | cut -c1-16)"
+su_tar="$cache/singleuser-packages-$su_key.tar"
+if [ ! -s "$su_tar" ]; then
+  python="${PYTHON:-python3}"
+  if ! "$python" -m pip --version >/dev/null 2>&1; then
+    echo "build.sh: need pip ($python -m pip) to build the singleuser image" >&2; exit 1
+  fi
+  echo "build.sh: installing the single-user server's packages from PyPI (cached afterwards)" >&2
+  "$python" -m pip install --disable-pip-version-check --target "$work/su-pip" \
+    "${su_pip_options[@]}" -r "$su_requirements" > "$work/pip.log" 2>&1 || {
+    { grep -v 'is neither a file nor a directory' "$work/pip.log" || true; } | tail -n 30 >&2
+    echo "build.sh: pip failed to install $su_requirements (PyPI must be reachable)" >&2
+    exit 1; }
+  singleuser_tree "$work/su-pip" "$work/su-local"
+  mkdir -p "$cache"
+  tar -C "$work/su-local" --numeric-owner --owner=0 --group=0 -cf "$su_tar.$$" .
+  mv -f "$su_tar.$$" "$su_tar"  # atomic, as the Debian tarball
+fi
+
+context="$work/singleuser"
+mkdir -p "$context/usr/local/bin"
+tar -C "$context/usr/local" -xf "$su_tar"
+for script in jupyterhub-singleuser:jupyterhub.singleuser jupyter-server:jupyter_server.serverapp \
+              jupyter:jupyter_core.command; do  # console scripts for the image's python
+  printf '%s\n' '#!/usr/bin/python3' 'import sys' "from ${script#*:} import main" \
+    'if __name__ == "__main__":' '    sys.exit(main())' > "$context/usr/local/bin/${script%%:*}"
+  chmod 755 "$context/usr/local/bin/${script%%:*}"
+done
+printf '%s\n' 'FROM interlink-test/python:3.11' 'COPY usr/local/ /usr/local/' \
+  'RUN useradd --uid 1000 --gid 100 --create-home --shell /bin/bash jovyan' \
+  'ENV HOME=/home/jovyan SHELL=/bin/bash' 'WORKDIR /home/jovyan' 'USER 1000:100' \
+  "$label" 'CMD ["jupyterhub-singleuser"]' > "$context/Dockerfile"
+docker build -t interlink-test/singleuser:1 "$context" > "$work/docker-build.log" 2>&1 || {
+  tail -n 30 "$work/docker-build.log" >&2
+  echo "build.sh: docker build of interlink-test/singleuser:1 failed" >&2; exit 1; }
 echo "build.sh: built test images (version $version)" >&2
