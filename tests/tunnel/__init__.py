@@ -1,0 +1,1 @@
+"""A small reverse tunnel, server and client, standing in for wstunnel in the tests."""
