@@ -22,6 +22,7 @@ import httpx
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
+from tornado import web
 from traitlets import Float, Int, Tuple, Unicode, default
 
 from interlink_common.api_client import APIError, APIUnreachable, InterLinkClient
@@ -39,22 +40,35 @@ LOG_TAIL_LINES = 20
 CRASHES_TOLERATED = 2  # restarts of a crashing notebook before the spawn is failed
 
 
+class SpawnFailed(web.HTTPError):
+    """The node refused the server, or its notebook ended before it was ready.
+
+    An HTTPError, because JupyterHub relays those to the user's spawn page (anything else is
+    shown as "Unhandled error"); ``jupyterhub_message`` is the text it shows.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "%s", message)
+        self.jupyterhub_message = message
+
+
 class InterLinkSpawner(KubeSpawner):
     """Spawns KubeSpawner's pod on an interLink node and connects the hub to it."""
 
-    api_url = Unicode(
+    interlink_url = Unicode(
         config=True,
         help="The interLink API server: http(s)://host:port, or unix:///path/to/socket.")
-    api_token_file = Unicode(
+    interlink_token_file = Unicode(
         "", config=True,
         help="A file holding the bearer token for the API (OIDC), read on every call, so a "
              "refresher may replace it.")
-    api_token = Unicode(
+    # Spawner.api_token is the hub's token for the notebook: this one has a name of its own.
+    interlink_token = Unicode(
         "", config=True,
-        help="The bearer token itself (prefer api_token_file, which can be kept fresh).")
-    api_ca_file = Unicode(
+        help="The bearer token itself (prefer interlink_token_file, which can be kept fresh).")
+    interlink_ca_file = Unicode(
         "", config=True, help="CA bundle that signed an https API server's certificate.")
-    api_timeout = Float(30.0, config=True, help="Seconds one API call may take.")
+    interlink_timeout = Float(30.0, config=True, help="Seconds one API call may take.")
     status_interval = Float(
         1.0, config=True, help="Seconds between status polls while a server starts.")
     node_address = Unicode(
@@ -146,12 +160,12 @@ class InterLinkSpawner(KubeSpawner):
         return pod
 
     def _client(self) -> InterLinkClient:
-        if not self.api_url:
-            raise ValueError("c.InterLinkSpawner.api_url is not set: give the interLink API "
+        if not self.interlink_url:
+            raise ValueError("c.InterLinkSpawner.interlink_url is not set: give the interLink API "
                              "server's URL (http(s)://host:port or unix:///path)")
-        return InterLinkClient(self.api_url, token=self.api_token or None,
-                               token_file=self.api_token_file or None,
-                               verify=self.api_ca_file or True, timeout=self.api_timeout,
+        return InterLinkClient(self.interlink_url, token=self.interlink_token or None,
+                               token_file=self.interlink_token_file or None,
+                               verify=self.interlink_ca_file or True, timeout=self.interlink_timeout,
                                transport=self.transport)
 
     def _url(self) -> str:
@@ -170,6 +184,9 @@ class InterLinkSpawner(KubeSpawner):
     async def _start(self) -> str:
         """Send the pod, then wait until the node says the notebook runs; the hub's URL for it.
         Raises with the node's words when the pod is refused or its notebook ends."""
+        self._messages = []
+        # The profile the user chose, and its kubespawner_override, as KubeSpawner applies them.
+        await self.load_user_options()
         if self._tunnelled and not self.tunnel_connect_host:
             raise ValueError("c.InterLinkSpawner.tunnel_connect_host is not set: give the host "
                              "where the hub reaches the tunnel's remote ports")
@@ -177,7 +194,6 @@ class InterLinkSpawner(KubeSpawner):
             raise ValueError("c.InterLinkSpawner.node_address is not set: give the node's "
                              "address where its ports are published (the sidecar's "
                              "Sidecar.PublishAddress), or set tunnel_command")
-        self._messages = []
         async with self._client() as client:
             pod = await self._create(client)
             try:
@@ -200,7 +216,7 @@ class InterLinkSpawner(KubeSpawner):
             self.port = self._node_port
             pod = await self.interlink_pod()
             meta = pod["metadata"]
-            self._emit(f"sending pod {meta['namespace']}/{meta['name']} to {self.api_url}")
+            self._emit(f"sending pod {meta['namespace']}/{meta['name']} to {self.interlink_url}")
             try:
                 await client.create(pod)
             except APIError as exc:
@@ -210,12 +226,12 @@ class InterLinkSpawner(KubeSpawner):
                     self._emit(f"port {self._node_port} is taken on the node; trying another")
                     continue
                 self._pool.release(self._owner)
-                raise RuntimeError(_explain(exc)) from None
+                raise SpawnFailed(_explain(exc)) from None
             self._pod_ref = {"metadata": {k: meta[k] for k in ("name", "namespace", "uid")}}
             self._emit(f"the node accepted the pod (port {self._node_port})")
             return pod
         self._pool.release(self._owner)
-        raise RuntimeError(f"the node refused {MAX_PORT_TRIES} ports in a row as taken "
+        raise SpawnFailed(f"the node refused {MAX_PORT_TRIES} ports in a row as taken "
                            f"({', '.join(map(str, sorted(refused)))}); is another hub using "
                            f"{self.port_range[0]}-{self.port_range[1]} on that node?")
 
@@ -245,7 +261,7 @@ class InterLinkSpawner(KubeSpawner):
             # will not come up in time, so the user is told why now rather than at the timeout.
             if end is not None and (end.exit_code == 0 or end.restarts >= CRASHES_TOLERATED
                                     or pod["spec"].get("restartPolicy") == "Never"):
-                raise RuntimeError(f"the notebook exited with code {end.exit_code} "
+                raise SpawnFailed(f"the notebook exited with code {end.exit_code} "
                                    f"({end.reason}) before it was ready"
                                    f"{await self._log_tail(client, pod)}")
             await asyncio.sleep(self.status_interval)
@@ -351,5 +367,5 @@ def _explain(exc: APIError) -> str:
         return f"the interLink API cannot be reached: {exc.message}"
     if exc.status in (401, 403):
         return (f"the interLink API refused the hub's token (HTTP {exc.status}: {exc.message});"
-                " check c.InterLinkSpawner.api_token_file")
+                " check c.InterLinkSpawner.interlink_token_file")
     return f"the node refused the server (HTTP {exc.status}): {exc.message}"

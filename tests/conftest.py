@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,10 @@ def docker_client():
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    subprocess.run([str(ROOT / "tests" / "images" / "build.sh")], check=True)
+    # PYTHON: the single-user image's packages are installed by this venv's pip, which exists
+    # even where the system's python3 has none.
+    subprocess.run([str(ROOT / "tests" / "images" / "build.sh")], check=True,
+                   env={**os.environ, "PYTHON": sys.executable})
     yield client
     client.close()
 

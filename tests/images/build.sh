@@ -11,6 +11,8 @@
 #                               (jupyterhub-singleuser, jupyter_server; singleuser-requirements.txt)
 #                               as uid 1000 (jovyan, gid 100 users, HOME /home/jovyan);
 #                               CMD ["jupyterhub-singleuser"] (stands in for jupyter/base-notebook)
+#   interlink-test/tunnel:1     the python image with tests/tunnel/tunnel_client.py as
+#                               /usr/local/bin/interlink-test-tunnel (a tunnel companion's image)
 # Images carry a label with the hash of this directory: an unchanged build is skipped.
 # The Debian root filesystem comes from debootstrap (which needs root and deb.debian.org) and is
 # cached as a tarball in $INTERLINK_TEST_IMAGE_CACHE (default /var/cache/interlink-test-images),
@@ -20,8 +22,9 @@
 # options. Set PYTHON to choose the host's python that runs pip (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+tunnel_client="$here/../tunnel/tunnel_client.py"
 version="$(cat "$here/build.sh" "$here/pause.c" "$here/singleuser-requirements.txt" \
-  | sha256sum | cut -c1-16)"
+  "$tunnel_client" | sha256sum | cut -c1-16)"
 
 current() {
   [ "$(docker image inspect -f '{{ index .Config.Labels "interlink.test.version" }}' "$1" 2>/dev/null)" = "$version" ]
@@ -30,7 +33,7 @@ current() {
 if current interlink-test/busybox:1 && current interlink-test/pause:1 \
    && current interlink-test/entrypoint:1 && current interlink-test/broken:1 \
    && current interlink-test/python:3.11 && current interlink-test/nginx:1 \
-   && current interlink-test/singleuser:1; then
+   && current interlink-test/singleuser:1 && current interlink-test/tunnel:1; then
   exit 0
 fi
 
@@ -179,4 +182,14 @@ printf '%s\n' 'FROM interlink-test/python:3.11' 'COPY usr/local/ /usr/local/' \
 docker build -t interlink-test/singleuser:1 "$context" > "$work/docker-build.log" 2>&1 || {
   tail -n 30 "$work/docker-build.log" >&2
   echo "build.sh: docker build of interlink-test/singleuser:1 failed" >&2; exit 1; }
+
+# tunnel: the stand-in reverse tunnel's client, for pods reached through a tunnel companion.
+mkdir -p "$work/tunnel"
+install -m 755 "$tunnel_client" "$work/tunnel/interlink-test-tunnel"
+printf '%s\n' 'FROM interlink-test/python:3.11' \
+  'COPY interlink-test-tunnel /usr/local/bin/interlink-test-tunnel' "$label" \
+  'CMD ["interlink-test-tunnel", "--help"]' > "$work/tunnel/Dockerfile"
+docker build -t interlink-test/tunnel:1 "$work/tunnel" > "$work/docker-build.log" 2>&1 || {
+  tail -n 30 "$work/docker-build.log" >&2
+  echo "build.sh: docker build of interlink-test/tunnel:1 failed" >&2; exit 1; }
 echo "build.sh: built test images (version $version)" >&2

@@ -17,7 +17,7 @@ from kubernetes_asyncio.client import ApiClient
 import kubespawner.spawner as kubespawner_module
 from interlink_spawner import InterLinkSpawner
 from interlink_spawner.ports import PortPool, PortsExhausted
-from interlink_spawner.spawner import TUNNEL_ANNOTATION
+from interlink_spawner.spawner import TUNNEL_ANNOTATION, SpawnFailed
 from kubespawner import KubeSpawner
 
 HUB = types.SimpleNamespace(public_host="hub.example.org", url="http://10.0.0.1:8081/hub/",
@@ -47,6 +47,8 @@ class FakeAPI:
         self.logs = ""
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("Authorization") != "Bearer token-for-the-api":
+            return httpx.Response(401, text="missing or wrong bearer token")
         body = json.loads(request.content) if request.content else None
         if request.url.path == "/create":
             if self.refuse:
@@ -79,7 +81,8 @@ class FakeAPI:
 
 def spawner(api: FakeAPI, name: str = "alice", **config: Any) -> InterLinkSpawner:
     config.setdefault("node_address", "192.0.2.10")
-    s = InterLinkSpawner(user=user(name), hub=HUB, api_url="http://api.example:3000",
+    s = InterLinkSpawner(user=user(name), hub=HUB, interlink_url="http://api.example:3000",
+                         interlink_token="token-for-the-api", api_token=f"hub-token-for-{name}",
                          status_interval=0.01, port_range=(31000, 31009), **config)
     s.transport = httpx.MockTransport(api.handler)
     return s
@@ -146,6 +149,8 @@ def test_start_publishes_a_port_of_the_range_and_connects_there() -> None:
     assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == 31000
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
     assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:31000/"
+    # The hub's own token for the notebook, not the one the spawner shows the API.
+    assert env["JUPYTERHUB_API_TOKEN"] == "hub-token-for-alice"
     assert s.get_state()["interlink_port"] == 31000
 
 
@@ -221,12 +226,12 @@ def test_a_refused_pod_fails_the_spawn_with_the_nodes_words_and_frees_the_port()
     api.refuse = (422, "pod default/jupyter-alice cannot run on this node: 2 nvidia.com/gpu "
                        "asked, the node has 1")
     s = spawner(api)
-    with pytest.raises(RuntimeError, match=r"node refused the server \(HTTP 422\).*has 1"):
+    with pytest.raises(SpawnFailed, match=r"node refused the server \(HTTP 422\).*has 1"):
         asyncio.run(start(s))
     assert InterLinkSpawner._pools[(31000, 31009)].held_by("alice/") is None
 
     api.refuse = (401, "token expired")
-    with pytest.raises(RuntimeError, match="refused the hub's token.*api_token_file"):
+    with pytest.raises(SpawnFailed, match="refused the hub's token.*interlink_token_file"):
         asyncio.run(start(spawner(api)))
 
 
@@ -236,14 +241,14 @@ def test_a_notebook_that_exits_before_ready_fails_with_its_log_and_is_removed() 
         "exitCode": 0, "reason": "Completed"}}}]
     api.logs = "jupyterhub-singleuser: error: no such option\n"
     s = spawner(api)
-    with pytest.raises(RuntimeError, match=r"(?s)exited with code 0 \(Completed\).*no such option"):
+    with pytest.raises(SpawnFailed, match=r"(?s)exited with code 0 \(Completed\).*no such option"):
         asyncio.run(start(s))
     assert api.pods == {} and api.deleted[0]["metadata"]["deletionGracePeriodSeconds"] == 0
 
     # A crash is retried by the node under OnFailure; one that keeps crashing fails the spawn.
     api.statuses["jupyter-alice"] = [{"name": "notebook", "restartCount": 2, "state": {
         "terminated": {"exitCode": 1, "reason": "Error"}}}]
-    with pytest.raises(RuntimeError, match=r"exited with code 1 \(Error\)"):
+    with pytest.raises(SpawnFailed, match=r"exited with code 1 \(Error\)"):
         asyncio.run(start(spawner(api)))
 
 
