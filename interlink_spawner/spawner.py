@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -28,7 +29,7 @@ from traitlets import Float, Int, Tuple, Unicode, default
 from interlink_common.api_client import APIError, APIUnreachable, InterLinkClient
 
 from .pod_progress import describe, ended, is_ready, waiting_for_gpu
-from .ports import PortPool
+from .ports import PortPool, PortsExhausted
 
 TUNNEL_ANNOTATION = "interlink.eu/wstunnel-client-commands"
 NOTEBOOK_CONTAINER = "notebook"  # the name KubeSpawner gives the server's container
@@ -147,9 +148,11 @@ class InterLinkSpawner(KubeSpawner):
         meta["uid"] = str(uuid.uuid4())
         if self._tunnelled:
             assert self._node_port is not None
-            fields = {"remote_port": self._node_port, "port": self.port,
-                      "pod_name": self.pod_name, "namespace": self.namespace,
-                      "username": self.user.name}
+            # The command runs under /bin/sh -c: every field is quoted, since a user's name
+            # may hold anything the hub's authenticator lets through.
+            fields = {k: shlex.quote(str(v)) for k, v in {
+                "remote_port": self._node_port, "port": self.port, "pod_name": self.pod_name,
+                "namespace": self.namespace, "username": self.user.name}.items()}
             try:
                 command = self.tunnel_command.format(**fields)
             except (KeyError, IndexError, ValueError) as exc:
@@ -200,8 +203,12 @@ class InterLinkSpawner(KubeSpawner):
                 await self._wait_ready(client, pod)
             except BaseException:
                 # Nothing half-made stays behind: a notebook that never came up is removed
-                # (the hub also calls stop, which then finds nothing to do).
-                await self._delete(client, now=True)
+                # (the hub also calls stop, which then finds nothing to do, or tries again).
+                try:
+                    await self._delete(client, now=True)
+                except APIError as exc:
+                    self.log.warning("%s: could not remove the pod that did not come up: %s",
+                                     self._owner, exc)
                 raise
         self._emit(f"server ready at {self._url()}")
         return self._url()
@@ -209,7 +216,10 @@ class InterLinkSpawner(KubeSpawner):
     async def _create(self, client: InterLinkClient) -> dict[str, Any]:
         refused: set[int] = set()
         for _ in range(MAX_PORT_TRIES):
-            self._node_port = self._pool.take(self._owner, avoid=refused)
+            try:
+                self._node_port = self._pool.take(self._owner, avoid=refused)
+            except PortsExhausted as exc:
+                raise SpawnFailed(f"no node port is free for the server: {exc}") from None
             # The notebook listens on its node port: published, that is the node port of the
             # same number; tunnelled, it is harmless, and keeps a node that also publishes
             # ports from seeing two servers on one.

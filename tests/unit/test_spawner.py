@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import types
 from typing import Any
 from unittest import mock
@@ -133,6 +134,14 @@ def test_a_tunnelled_pod_carries_the_filled_in_command() -> None:
     assert pod["metadata"]["annotations"][TUNNEL_ANNOTATION] == (
         "wstunnel client -R tcp://0.0.0.0:30007:localhost:8000 ws://hub:8080 "
         "# jupyter-bob default bob")
+
+    # A user's name reaches a shell: quoted, it stays one word.
+    eve = InterLinkSpawner(user=user("eve;touch /tmp/owned"), hub=HUB,
+                           tunnel_command="client --name {username} -R {remote_port}")
+    eve._node_port = 30008
+    command = asyncio.run(eve.interlink_pod())["metadata"]["annotations"][TUNNEL_ANNOTATION]
+    assert command == "client --name 'eve;touch /tmp/owned' -R 30008"
+    assert shlex.split(command)[2] == "eve;touch /tmp/owned"
 
     s.tunnel_command = "wstunnel -R {remote} ws://hub"
     with pytest.raises(ValueError, match=r"tunnel_command .* cannot be filled in.*\{remote_port\}"):
@@ -290,6 +299,15 @@ def test_state_survives_a_hub_restart_and_holds_the_port() -> None:
     assert api.deleted[-1]["metadata"]["uid"] == state["interlink_pod"]["uid"]
 
 
+def test_a_full_range_fails_the_spawn_saying_so() -> None:
+    api = FakeAPI()
+    api.statuses = {f"jupyter-u{i}": RUNNING for i in range(11)}
+    for i in range(10):
+        asyncio.run(start(spawner(api, f"u{i}")))
+    with pytest.raises(SpawnFailed, match="no node port is free.*all 10 ports of 31000-31009"):
+        asyncio.run(start(spawner(api, "u10")))
+
+
 def test_missing_settings_are_named() -> None:
     api = FakeAPI()
     with pytest.raises(ValueError, match="node_address is not set"):
@@ -310,3 +328,21 @@ def test_the_port_pool() -> None:
     assert PortPool(5, 7).take("a", avoid={5}) == 6
     with pytest.raises(ValueError):
         PortPool(10, 9)
+
+
+def test_what_a_status_means_to_the_hub() -> None:
+    from interlink_common.wire import PodStatus
+    from interlink_spawner.pod_progress import describe, ended, is_ready
+
+    status = PodStatus.model_validate({"name": "p", "UID": "u", "initContainers": [
+        {"name": "fetch", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+        "containers": [
+            {"name": "notebook", "state": {"running": {}}, "ready": False},
+            {"name": "side", "state": {"waiting": {"reason": "ErrImagePull",
+                                                   "message": "no such image"}}}]})
+    assert describe(status) == ["init container fetch: exited with code 0 (Completed)",
+                                "container notebook: running, not ready yet",
+                                "container side: waiting (ErrImagePull): no such image"]
+    assert not is_ready(status, "notebook") and ended(status, "notebook") is None
+    assert describe(None) == ["the node does not know the pod yet"]
+    assert not is_ready(None, "notebook") and ended(None, "notebook") is None
