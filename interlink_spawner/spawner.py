@@ -35,7 +35,7 @@ TUNNEL_ANNOTATION = "interlink.eu/wstunnel-client-commands"
 NOTEBOOK_CONTAINER = "notebook"  # the name KubeSpawner gives the server's container
 # The sidecar's refusal when a published port is already used on the node (by a pod of
 # another hub, say): the spawner then tries the next port of its range.
-_PORT_CLASH = re.compile(r"node port (\d+) is already used")
+PORT_CLASH = re.compile(r"node port (\d+) is already used")
 MAX_PORT_TRIES = 10
 LOG_TAIL_LINES = 20
 CRASHES_TOLERATED = 2  # restarts of a crashing notebook before the spawn is failed
@@ -230,7 +230,7 @@ class InterLinkSpawner(KubeSpawner):
             try:
                 await client.create(pod)
             except APIError as exc:
-                clash = _PORT_CLASH.search(exc.message) if exc.status == 422 else None
+                clash = PORT_CLASH.search(exc.message) if exc.status == 422 else None
                 if clash:
                     refused.add(self._node_port)
                     self._emit(f"port {self._node_port} is taken on the node; trying another")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from conftest import start_test_sidecar
+from interlink_spawner.spawner import PORT_CLASH
 from kube import container, create_body, pod, state_of
 from procs import free_port
 
@@ -137,6 +138,8 @@ def test_a_container_port_is_reachable_on_the_node_and_a_second_pod_is_refused(
     assert r.status_code == 422, r.text
     assert f"containerPort {port}/tcp" in r.text and "tests/pub-a" in r.text
     assert "c.KubeSpawner.port" in r.text
+    # The words InterLinkSpawner reads to try its next port.
+    assert PORT_CLASH.search(r.text).group(1) == str(port)
     label = f"io.interlink.pod.uid={second['metadata']['uid']}"
     assert sc.docker.containers.list(all=True, filters={"label": label}) == []
 
@@ -157,6 +160,7 @@ def test_a_port_held_by_another_program_is_refused(publish_sidecar):
         r = publish_sidecar.create(create_body(web("pub-held", port)))
     assert r.status_code == 422, r.text
     assert "another program" in r.text and "c.KubeSpawner.port" in r.text
+    assert PORT_CLASH.search(r.text).group(1) == str(port)
 
 
 def test_the_companion_is_recovered_after_a_sidecar_restart(docker_client, tmp_path):
