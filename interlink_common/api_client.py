@@ -149,9 +149,10 @@ class InterLinkClient:
         except httpx.HTTPError as exc:  # the stream broke off: the server or the network
             raise self._unreachable("/getLogs", exc) from None
 
-    async def delete(self, pod: dict[str, Any]) -> str:
-        """Delete the pod (its containers go after their grace period); the server's text."""
-        reply = await self._call("DELETE", "/delete", pod, "DeletePod")
+    async def delete(self, pod: dict[str, Any], *, timeout: float | None = None) -> str:
+        """Delete the pod; the server's text. The answer comes once the containers are gone,
+        after their grace period: give ``timeout`` when that may outlast the client's own."""
+        reply = await self._call("DELETE", "/delete", pod, "DeletePod", timeout=timeout)
         return reply.text
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -171,11 +172,13 @@ class InterLinkClient:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
-    async def _call(self, method: str, route: str, body: Any, operation: str) -> httpx.Response:
+    async def _call(self, method: str, route: str, body: Any, operation: str, *,
+                    timeout: float | None = None) -> httpx.Response:
         content = None if body is None else json.dumps(body).encode()
         try:
-            reply = await self._http.request(method, route, content=content,
-                                             headers=self._headers(operation))
+            reply = await self._http.request(
+                method, route, content=content, headers=self._headers(operation),
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         except httpx.HTTPError as exc:
             raise self._unreachable(route, exc) from None
         if reply.status_code != 200:

@@ -38,10 +38,10 @@ def is_ready(status: PodStatus | None, container: str) -> bool:
 
 
 def ended(status: PodStatus | None, container: str) -> Ended | None:
-    """How the notebook container ended, or None while it runs, waits or will be restarted.
+    """How the notebook container ended, or None while it runs or waits.
 
-    A container that is waiting to be started again after a crash has not ended: the node
-    restarts it under the pod's restartPolicy, as the kubelet does.
+    Any terminated state counts, as in KubeSpawner's poll; a container waiting to be started
+    again after a crash (back-off) is waiting, not ended.
     """
     c = _find(status, container)
     if c is None or c.state.terminated is None:

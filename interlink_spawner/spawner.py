@@ -24,12 +24,12 @@ from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Float, Int, Tuple, Unicode, default
+from traitlets import Float, Int, Tuple, Unicode, default, validate
 
 from interlink_common.api_client import APIError, APIUnreachable, InterLinkClient
 
 from .pod_progress import describe, ended, is_ready, waiting_for_gpu
-from .ports import PortPool, PortsExhausted
+from .ports import PortBook, PortsExhausted, check_range
 
 TUNNEL_ANNOTATION = "interlink.eu/wstunnel-client-commands"
 NOTEBOOK_CONTAINER = "notebook"  # the name KubeSpawner gives the server's container
@@ -39,6 +39,9 @@ PORT_CLASH = re.compile(r"node port (\d+) is already used")
 MAX_PORT_TRIES = 10
 LOG_TAIL_LINES = 20
 CRASHES_TOLERATED = 2  # restarts of a crashing notebook before the spawn is failed
+DELETE_TRIES = 3
+# A user's log lines reach the hub's log and page: no terminal controls, no forged lines.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class SpawnFailed(web.HTTPError):
@@ -90,12 +93,18 @@ class InterLinkSpawner(KubeSpawner):
         "", config=True,
         help="Where the hub reaches the tunnel's remote ports (the tunnel server's host).")
 
-    # One pool per range, shared by every server of this hub.
-    _pools: ClassVar[dict[tuple[int, int], PortPool]] = {}
+    # Who holds which node port, shared by every server of this hub (whatever its range).
+    ports: ClassVar[PortBook] = PortBook()
 
     @default("start_timeout")
     def _start_timeout_default(self) -> int:
-        return 300  # as KubeSpawner: an image pull or a GPU queue takes a while
+        return 300  # as z2jh: an image pull or a wait in the GPU queue takes a while
+
+    @validate("port_range")
+    def _valid_range(self, proposal: dict[str, Any]) -> tuple[int, int]:
+        first, last = proposal["value"]
+        check_range(first, last)
+        return first, last
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # KubeSpawner's constructor loads a Kubernetes client configuration, which a hub
@@ -118,6 +127,11 @@ class InterLinkSpawner(KubeSpawner):
         self._node_port: int | None = None
         self._messages: list[str] = []
         self._new_message = asyncio.Event()
+        # Pods the node did not confirm deleting: saved with the state, deleted again later.
+        self._leftovers: list[dict[str, str]] = []
+        if self.interlink_token and self.interlink_token_file:
+            raise ValueError("set c.InterLinkSpawner.interlink_token or interlink_token_file, "
+                             "not both")
         # The seam for tests: httpx's transport under the API client (httpx.MockTransport).
         self.transport: httpx.AsyncBaseTransport | None = None
 
@@ -129,14 +143,15 @@ class InterLinkSpawner(KubeSpawner):
 
     @property
     def _owner(self) -> str:
-        return f"{self.user.name}/{self.name}"
+        # The user's id, not their name: an admin may rename a user with a server running.
+        return f"user-{self.user.id}/{self.name}"
 
-    @property
-    def _pool(self) -> PortPool:
-        key = (int(self.port_range[0]), int(self.port_range[1]))
-        if key not in self._pools:
-            self._pools[key] = PortPool(*key)
-        return self._pools[key]
+    def _take_port(self, avoid: set[int]) -> int:
+        return self.ports.take(self._owner, *self.port_range, avoid=avoid)
+
+    def _release_port(self) -> None:
+        self.ports.release(self._owner)
+        self._node_port = None
 
     async def interlink_pod(self) -> dict[str, Any]:
         """KubeSpawner's pod as the VK would send it: a dict, with its namespace and a fresh
@@ -190,6 +205,10 @@ class InterLinkSpawner(KubeSpawner):
         self._messages = []
         # The profile the user chose, and its kubespawner_override, as KubeSpawner applies them.
         await self.load_user_options()
+        if getattr(self, "internal_ssl", False):
+            raise SpawnFailed("the hub's internal_ssl needs certificates in a Kubernetes "
+                              "Secret, which InterLinkSpawner does not make; turn it off "
+                              "(c.JupyterHub.internal_ssl = False)")
         if self._tunnelled and not self.tunnel_connect_host:
             raise ValueError("c.InterLinkSpawner.tunnel_connect_host is not set: give the host "
                              "where the hub reaches the tunnel's remote ports")
@@ -198,17 +217,15 @@ class InterLinkSpawner(KubeSpawner):
                              "address where its ports are published (the sidecar's "
                              "Sidecar.PublishAddress), or set tunnel_command")
         async with self._client() as client:
+            await self._delete_leftovers(client)
             pod = await self._create(client)
             try:
                 await self._wait_ready(client, pod)
             except BaseException:
-                # Nothing half-made stays behind: a notebook that never came up is removed
-                # (the hub also calls stop, which then finds nothing to do, or tries again).
-                try:
-                    await self._delete(client, now=True)
-                except APIError as exc:
-                    self.log.warning("%s: could not remove the pod that did not come up: %s",
-                                     self._owner, exc)
+                # Nothing half-made stays behind: a notebook that never came up is removed and
+                # its port given back (the hub's poll then says "stopped", so no stop comes).
+                await self._delete(client, now=True)
+                self._release_port()
                 raise
         self._emit(f"server ready at {self._url()}")
         return self._url()
@@ -217,7 +234,7 @@ class InterLinkSpawner(KubeSpawner):
         refused: set[int] = set()
         for _ in range(MAX_PORT_TRIES):
             try:
-                self._node_port = self._pool.take(self._owner, avoid=refused)
+                self._node_port = self._take_port(refused)
             except PortsExhausted as exc:
                 raise SpawnFailed(f"no node port is free for the server: {exc}") from None
             # The notebook listens on its node port: published, that is the node port of the
@@ -226,21 +243,22 @@ class InterLinkSpawner(KubeSpawner):
             self.port = self._node_port
             pod = await self.interlink_pod()
             meta = pod["metadata"]
-            self._emit(f"sending pod {meta['namespace']}/{meta['name']} to {self.interlink_url}")
+            # The API's address is the admin's business, not shown on the user's page.
+            self._emit(f"sending pod {meta['namespace']}/{meta['name']} to the interLink API")
             try:
                 await client.create(pod)
             except APIError as exc:
                 clash = PORT_CLASH.search(exc.message) if exc.status == 422 else None
-                if clash:
+                if clash and int(clash.group(1)) == self._node_port:
                     refused.add(self._node_port)
                     self._emit(f"port {self._node_port} is taken on the node; trying another")
                     continue
-                self._pool.release(self._owner)
+                self._release_port()
                 raise SpawnFailed(_explain(exc)) from None
             self._pod_ref = {"metadata": {k: meta[k] for k in ("name", "namespace", "uid")}}
             self._emit(f"the node accepted the pod (port {self._node_port})")
             return pod
-        self._pool.release(self._owner)
+        self._release_port()
         raise SpawnFailed(f"the node refused {MAX_PORT_TRIES} ports in a row as taken "
                            f"({', '.join(map(str, sorted(refused)))}); is another hub using "
                            f"{self.port_range[0]}-{self.port_range[1]} on that node?")
@@ -253,10 +271,13 @@ class InterLinkSpawner(KubeSpawner):
                 status = await client.pod_status(pod)
             except APIUnreachable as exc:
                 if not unreachable:
-                    self._emit(f"the interLink API does not answer ({exc.message}); retrying")
+                    self.log.warning("%s: %s", self._owner, exc)
+                    self._emit("the interLink API does not answer; retrying")
                 unreachable = True
                 await asyncio.sleep(self.status_interval)
                 continue
+            except APIError as exc:
+                raise SpawnFailed(_explain(exc)) from None
             unreachable = False
             gpu = waiting_for_gpu(status)
             lines = [f"all GPUs are in use; {gpu}"] if gpu else describe(status)
@@ -281,7 +302,10 @@ class InterLinkSpawner(KubeSpawner):
             text = await client.logs(pod, NOTEBOOK_CONTAINER, tail=LOG_TAIL_LINES)
         except APIError:
             return ""
-        return f"; its last log lines:\n{text}" if text.strip() else ""
+        if not text.strip():
+            return ""
+        lines = _CONTROL.sub("?", text).splitlines()[-LOG_TAIL_LINES:]
+        return "; its last log lines:\n" + "\n".join(f"| {line}" for line in lines)
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """The start's messages as they come (the node's waiting reasons included), with a
@@ -306,41 +330,75 @@ class InterLinkSpawner(KubeSpawner):
 
     async def poll(self) -> int | None:
         """None while the notebook runs (or the node cannot be asked); its exit code, or 1
-        when the node no longer knows the pod."""
+        when the node no longer knows the pod. A pod whose notebook ended is deleted here:
+        the hub calls stop only for servers its poll says still run."""
         if self._pod_ref is None:
             return 0
         try:
             async with self._client() as client:
                 status = await client.pod_status(self._pod_ref)
+                end = ended(status, NOTEBOOK_CONTAINER)
+                if status is not None and end is None:
+                    return None
+                if status is not None:
+                    await self._delete(client, now=True)
         except APIError as exc:
             # Not knowing is not "stopped": the hub would drop a running server's route.
             self.log.warning("%s: cannot ask the node about the pod: %s", self._owner, exc)
             return None
-        if status is None:
-            return 1
-        end = ended(status, NOTEBOOK_CONTAINER)
-        return None if end is None else end.exit_code
+        self._pod_ref = None
+        self._release_port()
+        return 1 if end is None else end.exit_code
 
     async def stop(self, now: bool = False) -> None:
-        """Delete the pod (its claim's data stays on the node) and give its port back."""
-        if self._pod_ref is not None:
-            async with self._client() as client:
-                await self._delete(client, now=now)
-        self._pool.release(self._owner)
-        self._node_port = None
+        """Delete the pod (its claim's data stays on the node) and give its port back. A
+        delete the node does not confirm is logged, kept with the state and tried again at
+        the next start or stop; the hub goes on stopping the server (revoking its token)."""
+        async with self._client() as client:
+            await self._delete_leftovers(client)
+            await self._delete(client, now=now)
+        self._release_port()
 
     async def _delete(self, client: InterLinkClient, *, now: bool) -> None:
         if self._pod_ref is None:
             return
-        pod = {"metadata": dict(self._pod_ref["metadata"],
-                                deletionGracePeriodSeconds=0 if now
-                                else int(self.delete_grace_period))}
-        await client.delete(pod)
+        grace = 0 if now else max(0, int(self.delete_grace_period))
+        pod = {"metadata": dict(self._pod_ref["metadata"], deletionGracePeriodSeconds=grace)}
+        if not await self._try_delete(client, pod, DELETE_TRIES):
+            self._leftovers.append(self._pod_ref["metadata"])
         self._pod_ref = None
+
+    async def _try_delete(self, client: InterLinkClient, pod: dict[str, Any],
+                          tries: int) -> bool:
+        meta = pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds", 0)
+        for attempt in range(1, tries + 1):
+            try:
+                # The node answers once the containers are gone, after their grace period.
+                await client.delete(pod, timeout=self.interlink_timeout + grace)
+                return True
+            except APIError as exc:
+                self.log.error("%s: deleting pod %s/%s (uid %s) failed (try %d of %d): %s",
+                               self._owner, meta["namespace"], meta["name"], meta["uid"],
+                               attempt, tries, exc)
+                if attempt < tries:
+                    await asyncio.sleep(min(2.0, self.status_interval * attempt))
+        return False
+
+    async def _delete_leftovers(self, client: InterLinkClient) -> None:
+        kept = []
+        for meta in self._leftovers:
+            if not await self._try_delete(client, {"metadata": dict(
+                    meta, deletionGracePeriodSeconds=0)}, 1):
+                kept.append(meta)
+        self._leftovers = kept
 
     async def delete_forever(self) -> None:
         """A deleted user's claim directory stays on the node for its operator to remove:
         the API has no call that deletes data."""
+        if self._leftovers:
+            async with self._client() as client:
+                await self._delete_leftovers(client)
         self.log.info("%s: user deleted; claim %s stays on the node", self._owner,
                       self.pvc_name)
 
@@ -350,31 +408,46 @@ class InterLinkSpawner(KubeSpawner):
             state["interlink_pod"] = self._pod_ref["metadata"]
         if self._node_port is not None:
             state["interlink_port"] = self._node_port
+        if self._leftovers:
+            state["interlink_leftovers"] = list(self._leftovers)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         meta = state.get("interlink_pod")
         if isinstance(meta, dict):
-            self._pod_ref = {"metadata": {k: str(meta.get(k, ""))
-                                          for k in ("name", "namespace", "uid")}}
+            self._pod_ref = {"metadata": _pod_meta(meta)}
+        leftovers = state.get("interlink_leftovers")
+        if isinstance(leftovers, list):
+            self._leftovers = [_pod_meta(m) for m in leftovers if isinstance(m, dict)]
         port = state.get("interlink_port")
-        if isinstance(port, int):
-            if self._pool.hold(self._owner, port):
+        if isinstance(port, int) and self._pod_ref is not None:
+            if self.ports.hold(self._owner, port):
                 self._node_port = port
             else:
-                self.log.warning("%s: saved port %s is outside %s or held by another server",
-                                 self._owner, port, self.port_range)
+                self.log.warning("%s: saved port %s is held by another server",
+                                 self._owner, port)
 
     def clear_state(self) -> None:
+        """After a stop (and before a start): nothing of the last server is kept but pods
+        the node did not confirm deleting."""
         super().clear_state()
         self._pod_ref = None
+        self._release_port()
+        self._messages = []
+        self._start_future = None
+
+
+def _pod_meta(meta: dict[str, Any]) -> dict[str, str]:
+    return {k: str(meta.get(k, "")) for k in ("name", "namespace", "uid")}
 
 
 def _explain(exc: APIError) -> str:
     """The API's refusal in words a hub user and its admin can act on."""
     if isinstance(exc, APIUnreachable):
-        return f"the interLink API cannot be reached: {exc.message}"
+        return "the interLink API cannot be reached; ask the hub's admin to check it"
+    if exc.status == 0:  # not an answer: the client's own trouble (the token file)
+        return f"the hub cannot call the interLink API: {exc.message}"
     if exc.status in (401, 403):
         return (f"the interLink API refused the hub's token (HTTP {exc.status}: {exc.message});"
                 " check c.InterLinkSpawner.interlink_token_file")

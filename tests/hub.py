@@ -85,6 +85,7 @@ c.DummyAuthenticator.password = {PASSWORD!r}
 c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "interlink"
 c.Spawner.http_timeout = 90
+c.Spawner.poll_interval = 2  # how soon the hub notices a server that ended by itself
 c.Spawner.start_timeout = 180
 {spawner_config}
 """)
@@ -196,6 +197,12 @@ class Browser:
         assert any("/hub/api/oauth2/authorize" in u for u in chain), (chain, r.status_code, r.text[:800])
         r = self.http.get(f"/user/{self.name}/api/contents")
         assert r.status_code == 200, (r.status_code, r.text[:500], chain)
+
+    def shut_down_from_inside(self) -> None:
+        """The notebook's own "Shut Down" (File menu): the server exits by itself."""
+        r = self.http.post(f"/user/{self.name}/api/shutdown",
+                           headers={"X-XSRFToken": self._xsrf(f"/user/{self.name}/")})
+        assert r.status_code in (200, 202, 204), (r.status_code, r.text[:300])
 
     def put_file(self, path: str, text: str) -> httpx.Response:
         return self.http.put(f"/user/{self.name}/api/contents/{path}",

@@ -149,7 +149,13 @@ def test_log_in_spawn_work_stop_and_start_again_with_the_home_kept(hub, node, ap
     spawned(alice, "cpu")
     alice.open_notebook()
     assert alice.get_file("hello.txt").json()["content"] == "written through the hub\n"
-    alice.stop_server()
+
+    # Shut down from inside the notebook: the hub's poll sees it ended, and the pod goes.
+    alice.shut_down_from_inside()
+    deadline = time.monotonic() + 60
+    while alice.server_state() is not None or pod_of(node, "alice"):
+        assert time.monotonic() < deadline, (alice.server_state(), pod_of(node, "alice"))
+        time.sleep(0.5)
     alice.close()
 
 

@@ -128,10 +128,11 @@ docker import --change "$label" --change "$debian_env" --change 'ENV LANG=C.UTF-
 # this host by pip into a directory, as binary wheels for the image's python (CPython 3.11,
 # glibc 2.36), and go to /usr/local, which Debian's python3.11 searches.
 su_requirements="$here/singleuser-requirements.txt"
+arch="$(uname -m)"  # the engine runs images of this machine's architecture (x86_64, aarch64)
 su_pip_options=(--no-compile --no-warn-script-location --only-binary=:all: --implementation cp
-  --python-version 3.11 --abi cp311 --platform manylinux2014_x86_64)
+  --python-version 3.11 --abi cp311 --platform "manylinux2014_$arch")
 for glibc_minor in $(seq 17 36); do  # manylinux_2_17 .. manylinux_2_36 (bookworm's glibc)
-  su_pip_options+=(--platform "manylinux_2_${glibc_minor}_x86_64")
+  su_pip_options+=(--platform "manylinux_2_${glibc_minor}_$arch")
 done
 
 singleuser_tree() {  # pip's target $1 laid out as the image's /usr/local in $2

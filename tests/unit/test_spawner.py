@@ -17,7 +17,7 @@ from kubernetes_asyncio.client import ApiClient
 
 import kubespawner.spawner as kubespawner_module
 from interlink_spawner import InterLinkSpawner
-from interlink_spawner.ports import PortPool, PortsExhausted
+from interlink_spawner.ports import PortBook, PortsExhausted
 from interlink_spawner.spawner import TUNNEL_ANNOTATION, SpawnFailed
 from kubespawner import KubeSpawner
 
@@ -25,15 +25,30 @@ HUB = types.SimpleNamespace(public_host="hub.example.org", url="http://10.0.0.1:
                             base_url="/hub/", api_url="http://10.0.0.1:8081/hub/api")
 
 
+_IDS: dict[str, int] = {}
+
+
 def user(name: str) -> Any:
-    return types.SimpleNamespace(name=name, id=1, url=f"/user/{name}/", escaped_name=name)
+    uid = _IDS.setdefault(name, len(_IDS) + 1)
+    return types.SimpleNamespace(name=name, id=uid, url=f"/user/{name}/", escaped_name=name)
 
 
 @pytest.fixture(autouse=True)
-def fresh_pools():
-    InterLinkSpawner._pools.clear()
+def fresh_ports():
+    InterLinkSpawner.ports = PortBook()
     yield
-    InterLinkSpawner._pools.clear()
+    InterLinkSpawner.ports = PortBook()
+
+
+async def hub_stop(s: InterLinkSpawner) -> None:
+    """What JupyterHub's User.stop does with a spawner: stop only what poll says runs, then
+    clear and save the state."""
+    try:
+        if await s.poll() is None:
+            await s.stop()
+    finally:
+        s.clear_state()
+        s.get_state()
 
 
 class FakeAPI:
@@ -226,8 +241,6 @@ def test_progress_shows_the_nodes_waiting_reasons_and_the_gpu_queue() -> None:
     assert "container notebook: waiting (ContainerCreating)" in messages
     assert ("all GPUs are in use; waiting for 1 nvidia.com/gpu: position 1 in line, "
             "0 free of 2") in messages
-    percents = [e["progress"] for e in seen]
-    assert percents == sorted(percents) and percents[-1] < 100
 
 
 def test_a_refused_pod_fails_the_spawn_with_the_nodes_words_and_frees_the_port() -> None:
@@ -237,7 +250,7 @@ def test_a_refused_pod_fails_the_spawn_with_the_nodes_words_and_frees_the_port()
     s = spawner(api)
     with pytest.raises(SpawnFailed, match=r"node refused the server \(HTTP 422\).*has 1"):
         asyncio.run(start(s))
-    assert InterLinkSpawner._pools[(31000, 31009)].held_by("alice/") is None
+    assert InterLinkSpawner.ports.held_by(s._owner) is None
 
     api.refuse = (401, "token expired")
     with pytest.raises(SpawnFailed, match="refused the hub's token.*interlink_token_file"):
@@ -269,16 +282,23 @@ def test_poll_follows_the_node() -> None:
     async def scenario() -> list[int | None]:
         await s.start()
         out = [await s.poll()]
+        answer = s.transport
+        s.transport = httpx.MockTransport(lambda r: httpx.Response(502, text="plugin down"))
+        out.append(await s.poll())  # the node cannot be asked: still running
+        s.transport = answer
         api.statuses["jupyter-alice"] = [{"name": "notebook", "state": {"terminated": {
             "exitCode": 3, "reason": "Error"}}}]
-        out.append(await s.poll())
+        out.append(await s.poll())  # ended: its exit code, and the pod is deleted
+        out.append(await s.poll())  # nothing left to ask about
+        gone = spawner(api, "bob")
+        api.statuses["jupyter-bob"] = RUNNING
+        await gone.start()
         api.pods.clear()
-        out.append(await s.poll())
-        s.transport = httpx.MockTransport(lambda r: httpx.Response(502, text="plugin down"))
-        out.append(await s.poll())
+        out.append(await gone.poll())  # the node no longer knows it
         return out
 
-    assert asyncio.run(scenario()) == [None, 3, 1, None]
+    assert asyncio.run(scenario()) == [None, None, 3, 0, 1]
+    assert [d["metadata"]["name"] for d in api.deleted] == ["jupyter-alice"]
 
 
 def test_state_survives_a_hub_restart_and_holds_the_port() -> None:
@@ -287,7 +307,7 @@ def test_state_survives_a_hub_restart_and_holds_the_port() -> None:
     first = spawner(api)
     asyncio.run(start(first))
     state = first.get_state()
-    InterLinkSpawner._pools.clear()  # a new hub process
+    InterLinkSpawner.ports = PortBook()  # a new hub process
 
     again = spawner(api)
     again.load_state(state)
@@ -316,18 +336,21 @@ def test_missing_settings_are_named() -> None:
         asyncio.run(start(spawner(api, tunnel_command="x {remote_port}")))
 
 
-def test_the_port_pool() -> None:
-    pool = PortPool(5, 7)
-    assert [pool.take("a"), pool.take("b"), pool.take("a")] == [5, 6, 5]
-    assert pool.take("c") == 7
+def test_the_port_book() -> None:
+    book = PortBook()
+    assert [book.take("a", 5, 7), book.take("b", 5, 7), book.take("a", 5, 7)] == [5, 6, 5]
+    assert book.take("c", 5, 7) == 7
     with pytest.raises(PortsExhausted, match="all 3 ports of 5-7"):
-        pool.take("d")
-    pool.release("b")
-    assert pool.take("d") == 6
-    assert not pool.hold("e", 5) and not pool.hold("e", 99) and pool.hold("a", 5)
-    assert PortPool(5, 7).take("a", avoid={5}) == 6
+        book.take("d", 5, 7)
+    book.release("b")
+    assert book.take("d", 5, 7) == 6
+    # A range of its own (a profile's) overlapping another: still one holder per port.
+    assert book.take("e", 6, 9) == 8
+    assert not book.hold("f", 5) and not book.hold("f", 0) and book.hold("a", 5)
+    with pytest.raises(PortsExhausted):  # 5-8 held, 9 refused by the node
+        book.take("g", 5, 9, avoid={9})
     with pytest.raises(ValueError):
-        PortPool(10, 9)
+        book.take("h", 10, 9)
 
 
 def test_what_a_status_means_to_the_hub() -> None:
@@ -346,3 +369,91 @@ def test_what_a_status_means_to_the_hub() -> None:
     assert not is_ready(status, "notebook") and ended(status, "notebook") is None
     assert describe(None) == ["the node does not know the pod yet"]
     assert not is_ready(None, "notebook") and ended(None, "notebook") is None
+
+
+def test_a_notebook_that_ends_by_itself_is_deleted_and_its_port_freed() -> None:
+    """The user shuts the server down from inside: the hub's poll sees it ended and calls
+    no stop, so poll is where the pod goes."""
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = RUNNING
+    s = spawner(api)
+
+    async def scenario() -> None:
+        await s.start()
+        api.statuses["jupyter-alice"] = [{"name": "notebook", "state": {"terminated": {
+            "exitCode": 0, "reason": "Completed"}}}]
+        await hub_stop(s)
+
+    asyncio.run(scenario())
+    assert api.pods == {} and api.deleted[0]["metadata"]["name"] == "jupyter-alice"
+    assert InterLinkSpawner.ports.held_by(s._owner) is None
+    assert "interlink_port" not in s.get_state() and "interlink_pod" not in s.get_state()
+
+
+def test_a_failed_start_gives_its_port_back() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = [{"name": "notebook", "state": {"terminated": {
+        "exitCode": 0, "reason": "Completed"}}}]
+    s = spawner(api)
+    with pytest.raises(SpawnFailed):
+        asyncio.run(start(s))
+    asyncio.run(hub_stop(s))
+    assert InterLinkSpawner.ports.held_by(s._owner) is None and api.pods == {}
+
+
+def test_a_delete_the_node_does_not_confirm_is_kept_and_tried_again() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = RUNNING
+    s = spawner(api)
+    asyncio.run(start(s))
+    (uid,) = api.pods
+    answer = api.handler
+    s.transport = httpx.MockTransport(lambda r: httpx.Response(502, text="plugin down")
+                                      if r.url.path == "/delete" else answer(r))
+    asyncio.run(hub_stop(s))  # the hub goes on: no exception, the port is given back
+    assert InterLinkSpawner.ports.held_by(s._owner) is None
+    state = s.get_state()
+    assert state["interlink_leftovers"] == [{"name": "jupyter-alice", "namespace": "default",
+                                             "uid": uid}]
+
+    again = spawner(api)  # after a hub restart, say
+    again.load_state(state)
+    asyncio.run(start(again))  # the next start deletes the leftover first
+    assert uid not in api.pods and len(api.pods) == 1
+    assert "interlink_leftovers" not in again.get_state()
+
+
+def test_a_clash_on_another_port_of_the_pod_is_not_retried() -> None:
+    api = FakeAPI()
+    api.refuse = (422, "pod default/jupyter-alice cannot run on this node: containerPort "
+                       "9000/TCP cannot be published: node port 9000 is already used by "
+                       "pod default/other")
+    s = spawner(api)
+    with pytest.raises(SpawnFailed, match="node port 9000 is already used"):
+        asyncio.run(start(s))
+    assert len(api.deleted) == 0 and InterLinkSpawner.ports.held_by(s._owner) is None
+
+
+def test_a_users_log_cannot_forge_lines_on_the_hub() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = [{"name": "notebook", "state": {"terminated": {
+        "exitCode": 0, "reason": "Completed"}}}]
+    api.logs = "fine\n[I 2026 JupyterHub] admin logged in\x1b[2J\n"
+    with pytest.raises(SpawnFailed) as err:
+        asyncio.run(start(spawner(api)))
+    tail = err.value.jupyterhub_message.split("its last log lines:\n", 1)[1]
+    assert tail.splitlines() == ["| fine", "| [I 2026 JupyterHub] admin logged in?[2J"]
+
+
+def test_the_users_page_does_not_show_the_apis_address() -> None:
+    api = FakeAPI()
+    api.statuses["jupyter-alice"] = RUNNING
+    s = spawner(api)
+
+    async def scenario() -> list[str]:
+        future = s.start()
+        seen = [e["message"] async for e in s.progress()]
+        await future
+        return seen
+
+    assert not any("api.example" in m for m in asyncio.run(scenario()))
