@@ -22,6 +22,7 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = {
                 "issuer": issuer.url,
                 "jwks_uri": issuer.url + "/jwks",
+                "token_endpoint": issuer.url + "/token",
                 "id_token_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
             }
         elif path == "/jwks":
@@ -79,6 +81,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = json.dumps(body).encode()
         self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+        """The token endpoint: client credentials (basic auth or form) and refresh tokens."""
+        issuer = self.server.issuer
+        if self.path.split("?", 1)[0] != "/token":
+            self.send_error(404)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(
+            self.rfile.read(length).decode()).items()}
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            pair = base64.b64decode(auth[6:]).decode()
+            client_id, _, secret = (urllib.parse.unquote(x) for x in pair.partition(":"))
+        status, body = issuer.grant(client_id, secret, form)
+        data = json.dumps(body).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -100,6 +124,12 @@ class LocalIssuer:
         self._lock = threading.Lock()
         self.jwks_fetches = 0
         self.discovery_fetches = 0
+        # The token endpoint's clients (id -> secret), its grants and how long tokens live.
+        self.clients: dict[str, str] = {}
+        self.grant_claims: dict[str, Any] = {}
+        self.expires_in = 300
+        self.token_requests: list[dict[str, str]] = []
+        self._refresh_tokens: dict[str, str] = {}  # refresh token -> client id
         # Set to e.g. 503 to make every endpoint fail while still accepting connections.
         self.fail_status = 0
         self._private: dict[str, SigningKey] = {}
@@ -209,6 +239,38 @@ class LocalIssuer:
     def public_pem(self, kid: str | None = None) -> bytes:
         key = self._private[kid or self.rsa_kid]
         return key.as_pem(private=False)
+
+    # --- the token endpoint ---------------------------------------------------------------
+
+    def refresh_token_for(self, client_id: str) -> str:
+        """A refresh token, as a login would have given the client."""
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._refresh_tokens[token] = client_id
+        return token
+
+    def grant(self, client_id: str, secret: str, form: dict[str, str]) -> tuple[int, Any]:
+        """Answer a token request: (status, body) as an OAuth2 server would."""
+        with self._lock:
+            self.token_requests.append({"client_id": client_id, **{
+                k: v for k, v in form.items() if k in ("grant_type", "scope", "audience")}})
+            if self.clients.get(client_id) != secret or not client_id:
+                return 401, {"error": "invalid_client",
+                             "error_description": "client authentication failed"}
+            kind = form.get("grant_type")
+            if kind == "refresh_token":
+                if self._refresh_tokens.pop(form.get("refresh_token", ""), None) != client_id:
+                    return 400, {"error": "invalid_grant",
+                                 "error_description": "refresh token unknown or used"}
+            elif kind != "client_credentials":
+                return 400, {"error": "unsupported_grant_type"}
+            rotated = uuid.uuid4().hex
+            self._refresh_tokens[rotated] = client_id
+        now = int(time.time())
+        access = self.token({"sub": client_id, **self.grant_claims,
+                             "exp": now + self.expires_in})
+        return 200, {"access_token": access, "token_type": "Bearer",
+                     "expires_in": self.expires_in, "refresh_token": rotated}
 
     # --- tokens ----------------------------------------------------------------------------
 
