@@ -278,15 +278,20 @@ class APIServer:
 
     # --- operations ------------------------------------------------------------------------
 
-    async def readyz(self, request: Request) -> Response:
+    async def not_ready(self) -> str | None:
+        """Why the server cannot serve the VK yet (its plugin does not answer), or None."""
         try:
             reply = await self.plugin.call("GET", "/status", b"[]", f"Request-{uuid.uuid4()}")
         except PluginUnreachable as exc:
-            return PlainTextResponse(f"not ready: {exc}", status_code=503)
+            return str(exc)
         if reply.status != 200:
-            return PlainTextResponse(
-                f"not ready: plugin {self.plugin.url('/status')} answered HTTP {reply.status}",
-                status_code=503)
+            return f"plugin {self.plugin.url('/status')} answered HTTP {reply.status}"
+        return None
+
+    async def readyz(self, request: Request) -> Response:
+        why = await self.not_ready()
+        if why is not None:
+            return PlainTextResponse(f"not ready: {why}", status_code=503)
         return PlainTextResponse("ready")
 
     async def metrics_endpoint(self, request: Request) -> Response:
@@ -436,4 +441,5 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
                     bearer=None if validator is None else
                     "A JWT from the configured OIDC issuer (audience, group as configured).")
     app.state.server = server
+    app.state.ready = server.not_ready  # systemd's READY=1 waits for it (serve.py)
     return app

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from .listen import Listener
+from .systemd_notify import notify
 
 log = logging.getLogger("interlink.serve")
+
+# Why the service is not ready yet, or None when it is.
+ReadyCheck = Callable[[], Awaitable[str | None]]
 
 
 def _clear_stale_socket(path: str) -> None:
@@ -115,18 +121,45 @@ def serve(app: ASGIApp, listener: Listener, *, name: str, socket_group: str = ""
                             server_header=False, timeout_graceful_shutdown=10,
                             **kwargs)  # type: ignore[arg-type]
     log.info("%s listening on %s (pid %d)", name, listener.describe(), os.getpid())
-    _Server(config, listener.path if sockets else "").run(sockets=sockets)
+    _Server(config, listener.path if sockets else "",
+            getattr(getattr(app, "state", None), "ready", None)).run(sockets=sockets)
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, removing our socket file when it shuts down. (After a SIGTERM
-    uvicorn re-raises the signal once it is done, so code after ``run`` never runs.)"""
+    """uvicorn's server, telling systemd when it is ready and removing our socket file when it
+    shuts down. (After a SIGTERM uvicorn re-raises the signal once it is done, so code after
+    ``run`` never runs.)
 
-    def __init__(self, config: uvicorn.Config, socket_path: str) -> None:
+    Ready means listening, after the app's start-up (the sidecar's recovery), and, when the
+    app has a ``state.ready`` check (the API: its plugin answers), once that passes.
+    """
+
+    def __init__(self, config: uvicorn.Config, socket_path: str,
+                 ready: ReadyCheck | None = None) -> None:
         super().__init__(config)
         self._socket_path = socket_path
+        self._ready = ready
+        self._notifier: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and os.environ.get("NOTIFY_SOCKET"):
+            self._notifier = asyncio.create_task(self._notify_when_ready())
+
+    async def _notify_when_ready(self) -> None:
+        said = ""
+        while self._ready is not None and (why := await self._ready()) is not None:
+            if why != said:
+                notify(f"STATUS=not ready: {why}")
+                log.info("not ready yet (systemd waits): %s", why)
+                said = why
+            await asyncio.sleep(1)
+        notify("READY=1", "STATUS=ready")
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._notifier is not None:
+            self._notifier.cancel()
+        notify("STOPPING=1")
         try:
             await super().shutdown(sockets)
         finally:

@@ -98,7 +98,8 @@ def start_fake_plugin(tmp: Path, uds: str | None = None) -> Proc:
 
 
 def start_api(tmp: Path, config: dict[str, Any], *, name: str = "api",
-              extra_args: list[str] | None = None, wait: bool = True) -> Proc:
+              extra_args: list[str] | None = None, wait: bool = True,
+              env: dict[str, str] | None = None) -> Proc:
     """Start ``interlink-api`` with ``config``; listens on a fresh loopback port unless the config
     says otherwise."""
     config = dict(config)
@@ -114,7 +115,8 @@ def start_api(tmp: Path, config: dict[str, Any], *, name: str = "api",
         scheme = "https" if address.startswith("https") else "http"
         base = f"{scheme}://127.0.0.1:{config['InterlinkPort']}"
     proc = Proc([sys.executable, "-m", "interlink_api", "--config", str(path),
-                 *(extra_args or [])], base, tmp / f"{name}.log")
+                 *(extra_args or [])], base, tmp / f"{name}.log",
+                env=env_for_children(**(env or {})))
     return proc.wait_ready() if wait else proc
 
 
