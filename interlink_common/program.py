@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import resource
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,17 @@ from pydantic import BaseModel
 
 from .config import ConfigError, InterLinkConfig, load_config
 from .logconfig import setup_logging
+
+DISTRIBUTION = "interlink-docker"
+
+
+def package_version() -> str:
+    """The installed distribution's version; "unknown" when run from a source tree that was
+    never installed (PYTHONPATH), where there is no metadata to read."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 @contextmanager
@@ -40,6 +52,7 @@ def start(prog: str, description: str | None, argv: list[str] | None = None,
                         "(default: $INTERLINKCONFIGPATH or /etc/interlink/InterLinkConfig.yaml)")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     parser.add_argument("--verbose", action="store_true", help="log debug lines")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     args = parser.parse_args(argv)
 
     setup_logging()  # scrubbed from the first line on, config warnings included

@@ -1,0 +1,151 @@
+"""``interlink``: ping the node, create pods from files, read their status and logs, delete them,
+and see who holds the GPUs.
+
+Exit codes: 0 done; 1 what was asked about is not there, or the server refused (its message is
+printed); 2 a usage or configuration error; 3 the API server (or sidecar) cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+
+from interlink_common.api_client import APIError, APIUnreachable
+from interlink_common.config import resolve_path
+from interlink_common.program import package_version
+
+from . import commands
+from .endpoints import api_url, read_config, sidecar, vk_token_file
+from .errors import UNREACHABLE, USAGE, CLIFailure
+from .pods_file import DEFAULT_NAMESPACE
+from .state import PodState
+
+PROG = "interlink"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="path of InterLinkConfig.yaml (default: "
+                        "$INTERLINKCONFIGPATH or /etc/interlink/InterLinkConfig.yaml)")
+    parser.add_argument("--url", help="the API server's URL (http(s)://host:port or "
+                        "unix:///path), instead of the config's InterlinkAddress/InterlinkURL "
+                        "and InterlinkPort")
+    parser.add_argument("--token-file", help="file holding the bearer token (default: the "
+                        "config's VKTokenFile, if any)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("ping", help="the node's status and resources")
+
+    create = sub.add_parser("create", help="create a pod from a YAML or JSON file")
+    create.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                        help="a Pod, with any ConfigMaps and Secrets it uses (several "
+                        "documents; kind: tells them apart)")
+    create.add_argument("--configmap", action="append", default=[], metavar="FILE",
+                        help="a file of ConfigMaps to send with the pod")
+    create.add_argument("--secret", action="append", default=[], metavar="FILE",
+                        help="a file of Secrets to send with the pod")
+
+    def pod_command(name: str, help_text: str, optional: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("-n", "--namespace", default=DEFAULT_NAMESPACE,
+                       help="namespace of POD when given as a bare name (default: default)")
+        p.add_argument("pod", nargs="?" if optional else None, metavar="POD",
+                       help="NAME or NAMESPACE/NAME of a pod created with interlink create")
+        return p
+
+    pod_command("status", "a table of one pod's status, or every known pod's", optional=True)
+    logs = pod_command("logs", "a container's log")
+    logs.add_argument("container", nargs="?", metavar="CONTAINER",
+                      help="default: the pod's first container")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until Ctrl-C")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    pod_command("delete", "delete a pod and forget it")
+    sub.add_parser("gpus", help="the node's GPUs and the pods that hold them (from the sidecar)")
+    return parser
+
+
+def context(args: argparse.Namespace) -> commands.Context:
+    # The config is needed for where to call, unless --url says it; the sidecar is only in it.
+    required = args.config is not None or args.url is None or args.command == "gpus"
+    cfg = read_config(args.config, required=required)
+    if args.url:
+        url = args.url
+    else:
+        assert cfg is not None, "read_config returns one when it is required"
+        url = api_url(cfg)
+    return commands.Context(
+        url=url, token_file=args.token_file or vk_token_file(cfg), state=PodState(),
+        sidecar=sidecar(cfg) if cfg is not None and args.command == "gpus" else None)
+
+
+def dispatch(ctx: commands.Context, args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    match args.command:
+        case "ping":
+            return commands.ping(ctx)
+        case "create":
+            return commands.create(ctx, args.filename, args.configmap, args.secret)
+        case "status":
+            return commands.status(ctx, args.pod, args.namespace)
+        case "logs":
+            return commands.logs(ctx, args.pod, args.container, args.namespace, args.follow,
+                                 args.tail)
+        case "delete":
+            return commands.delete(ctx, args.pod, args.namespace)
+        case "gpus":
+            return commands.gpus(ctx)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def describe_api_error(exc: APIError, ctx: commands.Context, config: str | None) -> CLIFailure:
+    """The words an operator needs: where, the status, the server's own message, what to do."""
+    if isinstance(exc, APIUnreachable):
+        where = "--url" if config is None else f"InterlinkAddress/InterlinkURL and " \
+            f"InterlinkPort in {config}, or --url"
+        return CLIFailure(f"cannot reach the interLink API at {ctx.url}: {exc.message}\n"
+                          f"check that interlink-api runs and listens there ({where})",
+                          UNREACHABLE)
+    if exc.status == 0:  # the client could not read the token file: a local problem
+        return CLIFailure(exc.message, USAGE)
+    hint = ""
+    if exc.status == 401:
+        hint = ("\ngive a valid token with --token-file (or VKTokenFile in the config)"
+                if ctx.token_file else "\nthe API wants a bearer token: --token-file FILE")
+    return CLIFailure(f"{exc.route}: refused with HTTP {exc.status}: {exc.message}{hint}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    ctx: commands.Context | None = None
+    try:
+        ctx = context(args)
+        code = asyncio.run(dispatch(ctx, args))
+    except CLIFailure as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        code = exc.code
+    except APIError as exc:
+        assert ctx is not None
+        shown = None if args.url and args.config is None else str(resolve_path(args.config))
+        failure = describe_api_error(exc, ctx, shown)
+        print(f"{PROG}: {failure}", file=sys.stderr)
+        code = failure.code
+    except ValidationError as exc:  # the pod file's shape, caught before anything is sent
+        first = exc.errors()[0] if exc.errors() else None
+        where = ".".join(str(p) for p in first["loc"]) if first else "?"
+        print(f"{PROG}: the pod or its objects do not fit the API: {where}: "
+              f"{first['msg'] if first else exc}", file=sys.stderr)
+        code = USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C ends a follow: what the operator asked for, not a failure.
+        code = 0 if getattr(args, "follow", False) else 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

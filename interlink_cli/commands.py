@@ -1,0 +1,158 @@
+"""The subcommands, each one call (or a few) of ``InterLinkClient`` and what it prints."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from interlink_common.api_client import APIError, InterLinkClient
+from interlink_common.plugin_auth import TokenFile, TokenFileError
+
+from . import output
+from .endpoints import Sidecar
+from .errors import UNREACHABLE, USAGE, CLIFailure
+from .pods_file import load_create_request
+from .state import PodState, as_pod, pod_key
+
+# The API answers /delete once the containers are gone, after their grace period (30 s by
+# default, more when the pod asks): wait well past it rather than the client's default.
+DELETE_TIMEOUT_S = 330.0
+
+
+@dataclass
+class Context:
+    """What every command needs: the API, the state file, and the sidecar for ``gpus``."""
+
+    url: str
+    token_file: str | None
+    state: PodState
+    sidecar: Sidecar | None = None
+
+    def client(self) -> InterLinkClient:
+        return InterLinkClient(self.url, token_file=self.token_file)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def ping(ctx: Context) -> int:
+    async with ctx.client() as client:
+        answer = await client.ping()
+    r = answer.resources
+    gpus = ", ".join(f"{a.resourceType}={a.available}" for a in r.accelerators) or "none"
+    say(f"API {ctx.url}: {answer.status}")
+    say(output.table(("CPU", "MEMORY", "PODS", "GPUS"),
+                     [[r.cpu or "-", r.memory or "-", r.pods or "-", gpus]]))
+    if answer.status != "ok":
+        raise CLIFailure(f"the node answered status {answer.status!r}, not 'ok'")
+    return 0
+
+
+async def create(ctx: Context, files: list[str], configmaps: list[str],
+                 secrets: list[str]) -> int:
+    request = load_create_request(files, configmaps, secrets)
+    key = pod_key(request.namespace, request.name)
+    known = ctx.state.load().get(key)
+    if known is not None:
+        # Two pods under one name would leave the first one unreachable by name.
+        raise CLIFailure(f"pod {key} already exists (uid {known['uid']}); "
+                         f"delete it first: interlink delete {key}")
+    async with ctx.client() as client:
+        await client.create(request.pod, configmaps=request.configmaps,
+                            secrets=request.secrets)
+    ctx.state.remember({"name": request.name, "namespace": request.namespace,
+                        "uid": request.uid, "containers": request.container_names(),
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    say(f"pod {key} created (uid {request.uid})")
+    return 0
+
+
+async def status(ctx: Context, ref: str | None, namespace: str) -> int:
+    if ref is not None:
+        entries = [ctx.state.find(ref, namespace)]
+    else:
+        entries = list(ctx.state.load().values())
+        if not entries:
+            say(f"no pods known (state file {ctx.state.path}); create one with "
+                "interlink create -f POD.yaml")
+            return 0
+    async with ctx.client() as client:
+        found = await client.status([as_pod(e) for e in entries])
+    by_uid = {s.UID: s for s in found}
+    rows = [output.status_row(e, by_uid.get(e["uid"])) for e in entries]
+    say(output.table(output.STATUS_HEADERS, rows))
+    return 0
+
+
+async def logs(ctx: Context, ref: str, container: str | None, namespace: str,
+               follow: bool, tail: int | None) -> int:
+    entry = ctx.state.find(ref, namespace)
+    names = entry.get("containers") or []
+    if container is None:
+        if not names:
+            raise CLIFailure(f"pod {pod_key(entry['namespace'], entry['name'])}: no container "
+                             "names remembered; name the container", USAGE)
+        container = names[0]
+    opts: dict[str, Any] = {} if tail is None else {"tail": tail}
+    async with ctx.client() as client:
+        if not follow:
+            sys.stdout.write(await client.logs(as_pod(entry), container, **opts))
+            sys.stdout.flush()
+            return 0
+        async with client.follow_logs(as_pod(entry), container, **opts) as chunks:
+            async for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+    return 0
+
+
+async def delete(ctx: Context, ref: str, namespace: str) -> int:
+    entry = ctx.state.find(ref, namespace)
+    key = pod_key(entry["namespace"], entry["name"])
+    async with ctx.client() as client:
+        try:
+            await client.delete(as_pod(entry), timeout=DELETE_TIMEOUT_S)
+        except APIError as exc:
+            if exc.status == 404:  # the node has no such pod: nothing left to remember
+                ctx.state.forget(key)
+            raise
+    ctx.state.forget(key)
+    say(f"pod {key} deleted (uid {entry['uid']})")
+    return 0
+
+
+async def gpus(ctx: Context) -> int:
+    sc = ctx.sidecar
+    assert sc is not None, "gpus needs the sidecar's address"
+    headers = {}
+    if sc.token_file:
+        try:
+            headers["Authorization"] = f"Bearer {TokenFile(sc.token_file).current()}"
+        except TokenFileError as exc:
+            raise CLIFailure(str(exc), USAGE) from None
+    uds = sc.base[len("unix://"):] if sc.base.startswith("unix://") else None
+    transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
+    base = "http://sidecar" if uds else sc.base
+    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=30,
+                                 verify=sc.ssl_context or True, trust_env=False) as http:
+        try:
+            reply = await http.get("/gpus", headers=headers)
+        except httpx.HTTPError as exc:
+            raise CLIFailure(f"cannot reach the sidecar at {sc.base}/gpus: "
+                             f"{exc or type(exc).__name__}; check that docker-sidecar runs "
+                             "and listens where SidecarURL/SidecarPort (or Socket) in the "
+                             "config say", UNREACHABLE) from None
+    if reply.status_code != 200:
+        raise CLIFailure(f"/gpus: HTTP {reply.status_code}: {reply.text.strip()[:2000]}")
+    try:
+        report = reply.json()
+    except ValueError:
+        raise CLIFailure(f"/gpus: the sidecar's answer is not JSON: {reply.text[:200]!r}"
+                         ) from None
+    say(output.gpu_table(report))
+    return 0

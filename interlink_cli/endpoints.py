@@ -1,0 +1,81 @@
+"""Where the CLI calls: the API server (as the VK would) and the sidecar (for ``/gpus``), both
+found from the same InterLinkConfig.yaml the servers read."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from interlink_common.config import ConfigError, InterLinkConfig, load_config, resolve_path
+from interlink_common.listen import api_listener
+
+from .errors import USAGE, CLIFailure
+
+# A server bound to every interface is reached on loopback from the node itself.
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """The plugin's base URL and the credentials the API server uses to call it."""
+
+    base: str
+    token_file: str = ""
+    ssl_context: ssl.SSLContext | None = None
+
+
+def read_config(path: str | None, *, required: bool) -> InterLinkConfig | None:
+    """The config as the servers load it; None when it is not required and not there."""
+    if not required and not resolve_path(path).exists():
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CLIFailure(f"configuration error:\n{exc}", USAGE) from None
+
+
+def api_url(cfg: InterLinkConfig) -> str:
+    """Where the API server listens, from ``InterlinkAddress`` or ``InterlinkURL`` with
+    ``InterlinkPort``, as the server itself derives it (``listen.api_listener``)."""
+    try:
+        listener = api_listener(cfg.InterlinkAddress, cfg.InterlinkURL, cfg.InterlinkPort,
+                                cfg.TLS)
+    except ConfigError as exc:
+        raise CLIFailure(f"configuration error: {exc}", USAGE) from None
+    if listener.scheme == "unix":
+        return listener.describe()
+    host = listener.host
+    if not cfg.InterlinkAddress and cfg.InterlinkURL:
+        # The legacy key names the address the VK dials; the server binds every interface.
+        host = urlsplit(cfg.InterlinkURL if "://" in cfg.InterlinkURL
+                        else f"http://{cfg.InterlinkURL}").hostname or ""
+    if host in WILDCARDS:
+        host = "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{listener.scheme}://{shown}:{listener.port}"
+
+
+def vk_token_file(cfg: InterLinkConfig | None) -> str | None:
+    """The VK's ``VKTokenFile``: a key of the VK's that the loader keeps but does not model."""
+    if cfg is None:
+        return None
+    value = (cfg.model_extra or {}).get("VKTokenFile")
+    return str(value) if value else None
+
+
+def sidecar(cfg: InterLinkConfig) -> Sidecar:
+    """The sidecar as the API server calls it (``SidecarURL``/``SidecarPort``), or its own
+    ``Socket`` when one is set, since then it listens there only."""
+    base = cfg.Socket if cfg.Socket.startswith("unix://") else cfg.sidecar_base
+    context = None
+    if base.startswith("https://"):
+        # The API server's own client certificate and CA, so a mutual-TLS sidecar lets us in.
+        from interlink_api.plugin import client_tls
+
+        try:
+            context = client_tls(cfg.PluginTLS)
+        except (OSError, ssl.SSLError) as exc:
+            raise CLIFailure(f"PluginTLS: cannot load the client certificate or CA: {exc}",
+                             USAGE) from None
+    return Sidecar(base=base, token_file=cfg.PluginTokenFile, ssl_context=context)

@@ -1,0 +1,254 @@
+"""The operator CLI (``interlink``) as a subprocess against the real stack: the API server with
+OIDC in front of the real sidecar (with fake GPUs) on the real engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fake_gpus import dockerd_can_do_gpus, nvml_env
+from kube import BUSYBOX
+from oidc_issuer import start_issuer
+from procs import Proc, env_for_children, free_port, start_api, write_config
+from sidecars import Sidecar, start_test_sidecar
+
+GROUPS = {"wlcg.groups": ["/interlink"]}
+GPUS = [f"GPU-{uuid.UUID(int=i + 101)}" for i in range(2)]
+VERSION = re.compile(r"^\S+ (\d+\.\d+\S*|unknown)$")
+
+
+@dataclass
+class Stack:
+    api: Proc
+    sidecar: Sidecar
+    config: Path
+    state: Path
+    token: str
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client, tmp_path_factory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("cli")
+    dockerd_can_do_gpus(docker_client)
+    env, lib = nvml_env(tmp, GPUS)
+    sc = start_test_sidecar(tmp, docker_client, env=env,
+                            policy={"GPU": {"Enabled": "on", "NVMLLibrary": lib}})
+    issuer = start_issuer()
+    host, port = sc.proc.base.rsplit(":", 1)
+    api = start_api(tmp, {
+        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": free_port(),
+        "SidecarURL": host, "SidecarPort": int(port),
+        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
+                 "RequiredGroup": "/interlink"}})
+    token = issuer.token(GROUPS)
+    token_file = tmp / "vk-token"
+    token_file.write_text(token + "\n")
+    # What an operator's node has: the servers' own file, the VK's token file named in it.
+    config = write_config(tmp / "InterLinkConfig.yaml", {
+        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": int(api.base.rsplit(":", 1)[1]),
+        "SidecarURL": host, "SidecarPort": int(port), "VKTokenFile": str(token_file)})
+    yield Stack(api, sc, config, tmp / "state" / "pods.json", token, tmp)
+    api.stop()
+    issuer.stop()
+    sc.proc.stop()
+    sc.cleanup()
+
+
+def cli(stack: Stack, *args: str, config: bool = True,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    prefix = ["--config", str(stack.config)] if config else []
+    return subprocess.run([sys.executable, "-m", "interlink_cli", *prefix, *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env_for_children(INTERLINK_CLI_STATE=str(stack.state)))
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    return result.stderr
+
+
+def wait_for(stack: Stack, pod: str, pattern: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = ok(cli(stack, "status", pod))
+        if re.search(pattern, out):
+            return out
+        assert time.monotonic() < deadline, out
+        time.sleep(0.3)
+
+
+POD_YAML = f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: greeting}}
+data: {{greeting: hello from a configmap}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: cli-pod}}
+spec:
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo first; cat /cfg/greeting; echo; echo "$TOKEN"; exec sleep 3600']
+    env:
+    - name: TOKEN
+      valueFrom: {{secretKeyRef: {{name: s, key: token}}}}
+    volumeMounts: [{{name: cfg, mountPath: /cfg}}]
+  volumes: [{{name: cfg, configMap: {{name: greeting}}}}]
+"""
+
+
+def test_versions_of_all_three_programs(stack: Stack) -> None:
+    for module in ("interlink_cli", "interlink_api", "docker_sidecar"):
+        out = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
+                             text=True, env=env_for_children(), timeout=30)
+        assert out.returncode == 0 and VERSION.match(out.stdout.strip()), (module, out)
+
+
+def test_ping_shows_the_nodes_resources(stack: Stack) -> None:
+    out = ok(cli(stack, "ping"))
+    assert f"API {stack.api.base}: ok" in out
+    assert re.search(r"CPU\s+MEMORY\s+PODS\s+GPUS", out)
+    assert "nvidia.com/gpu=2" in out
+
+
+def test_a_pod_from_file_to_delete(stack: Stack) -> None:
+    pod_file = stack.tmp / "pod.yaml"
+    pod_file.write_text(POD_YAML)
+    secret_file = stack.tmp / "secret.yaml"
+    secret_file.write_text("metadata: {name: s}\nstringData: {token: t0k}\n")
+
+    out = ok(cli(stack, "create", "-f", str(pod_file), "--secret", str(secret_file)))
+    created = re.fullmatch(r"pod default/cli-pod created \(uid ([0-9a-f-]{36})\)\n", out)
+    assert created, out
+    uid = created.group(1)
+    assert stat.S_IMODE(stack.state.stat().st_mode) == 0o600
+    remembered = json.loads(stack.state.read_text())["default/cli-pod"]
+    assert (remembered["name"], remembered["namespace"], remembered["uid"]) == \
+        ("cli-pod", "default", uid)
+    again = failed(cli(stack, "create", "-f", str(pod_file), "--secret", str(secret_file)), 1)
+    assert "already exists" in again
+
+    table = wait_for(stack, "default/cli-pod", r"\bRunning\b")
+    header, row = table.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "PHASE", "READY", "RESTARTS", "AGE",
+                              "CONTAINERS"]
+    assert row.split()[:5] == ["default", "cli-pod", "Running", "1/1", "0"]
+    assert "main=Running" in row
+
+    assert ok(cli(stack, "logs", "cli-pod")) == "first\nhello from a configmap\nt0k\n"
+    assert ok(cli(stack, "logs", "--tail", "1", "-n", "default", "cli-pod", "main")) == "t0k\n"
+    everything = ok(cli(stack, "status"))
+    assert "cli-pod" in everything and "Running" in everything
+
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "interlink_cli", "--config", str(stack.config), "logs", "-f",
+         "cli-pod"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env_for_children(INTERLINK_CLI_STATE=str(stack.state)))
+    try:
+        assert follow.stdout.readline() == "first\n"
+        assert follow.stdout.readline() == "hello from a configmap\n"
+    finally:
+        follow.send_signal(signal.SIGINT)
+        _, err = follow.communicate(timeout=20)
+    assert follow.returncode == 0 and "Traceback" not in err, err
+
+    assert ok(cli(stack, "delete", "cli-pod")) == f"pod default/cli-pod deleted (uid {uid})\n"
+    assert "default/cli-pod" not in json.loads(stack.state.read_text())
+    gone = failed(cli(stack, "status", "cli-pod"), 1)
+    assert "pod default/cli-pod is not known" in gone
+
+
+def test_gpus_shows_each_gpu_and_its_holder(stack: Stack) -> None:
+    limits = {"nvidia.com/gpu": "1"}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "gpu-pod", "namespace": "cli-tests"},
+           "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+               "name": "main", "image": BUSYBOX, "command": ["sleep", "3600"],
+               "resources": {"limits": limits, "requests": limits}}]}}
+    pod_file = stack.tmp / "gpu-pod.json"
+    pod_file.write_text(json.dumps(pod))
+    ok(cli(stack, "create", "-f", str(pod_file)))
+    try:
+        wait_for(stack, "cli-tests/gpu-pod", r"\bRunning\b")
+        out = ok(cli(stack, "gpus"))
+        assert "GPUs: 2 (1 free)" in out
+        assert re.search(r"INDEX\s+UUID\s+NAME\s+MEMORY\s+UTIL\s+HOLDER", out)
+        rows = {line.split()[1]: line for line in out.splitlines() if "GPU-" in line}
+        assert set(rows) == set(GPUS), out
+        assert sum("cli-tests/gpu-pod" in r for r in rows.values()) == 1, out
+    finally:
+        ok(cli(stack, "delete", "-n", "cli-tests", "gpu-pod"))
+
+
+def test_a_refused_pod_names_the_field(stack: Stack) -> None:
+    pod_file = stack.tmp / "privileged.yaml"
+    pod_file.write_text(f"kind: Pod\nmetadata: {{name: bad-pod}}\nspec:\n  containers:\n"
+                        f"  - {{name: main, image: {BUSYBOX}, securityContext: "
+                        "{privileged: true}}\n")
+    err = failed(cli(stack, "create", "-f", str(pod_file)), 1)
+    assert "HTTP 422" in err and "privileged" in err
+    assert not stack.state.exists() or "default/bad-pod" not in json.loads(stack.state.read_text())
+
+
+def test_unknown_pods_and_usage_errors(stack: Stack) -> None:
+    for args in (["status", "nope"], ["logs", "nope"], ["delete", "-n", "x", "nope"]):
+        err = failed(cli(stack, *args), 1)
+        assert "is not known" in err and "Traceback" not in err
+    assert "required" in failed(cli(stack, "create"), 2)
+    not_a_pod = stack.tmp / "cm.yaml"
+    not_a_pod.write_text("kind: ConfigMap\nmetadata: {name: only}\n")
+    assert "expected exactly one Pod" in failed(cli(stack, "create", "-f", str(not_a_pod)), 2)
+
+
+def test_the_api_on_a_unix_socket(stack: Stack) -> None:
+    """A loopback-only API without token validation, as scripts/run starts it, on a socket."""
+    host, port = stack.sidecar.proc.base.rsplit(":", 1)
+    sock = stack.tmp / "api.sock"
+    api = start_api(stack.tmp, {"InterlinkAddress": f"unix://{sock}", "SidecarURL": host,
+                                "SidecarPort": int(port)}, name="api-unix")
+    try:
+        config = write_config(stack.tmp / "unix.yaml", {"InterlinkAddress": f"unix://{sock}"})
+        out = ok(cli(stack, "--config", str(config), "ping", config=False))
+        assert f"API unix://{sock}: ok" in out
+    finally:
+        api.stop()
+
+
+def test_an_unreachable_api_is_named(stack: Stack) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    err = failed(cli(stack, "--url", url, "ping", config=False), 3)
+    assert f"cannot reach the interLink API at {url}" in err and "interlink-api" in err
+    assert stack.token not in err
+
+
+def test_a_refused_token_is_reported_not_leaked(stack: Stack) -> None:
+    bad = stack.tmp / "bad-token"
+    bad.write_text("not-a-valid-token-but-long-enough\n")
+    result = cli(stack, "--token-file", str(bad), "ping")
+    err = failed(result, 1)
+    assert "/pinglink: refused with HTTP 401" in err
+    assert "not-a-valid-token" not in result.stdout + err
+    assert stack.token not in result.stdout + err

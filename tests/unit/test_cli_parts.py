@@ -1,0 +1,103 @@
+"""The CLI's pure parts: where it calls from a config, how it reads pod files, what it prints."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from interlink_cli.endpoints import api_url, sidecar, vk_token_file
+from interlink_cli.errors import USAGE, CLIFailure
+from interlink_cli.output import age, phase, table
+from interlink_cli.pods_file import load_create_request
+from interlink_cli.state import PodState
+from interlink_common.config import InterLinkConfig
+from interlink_common.wire import PodStatus
+
+
+@pytest.mark.parametrize(("keys", "url"), [
+    ({"InterlinkAddress": "http://0.0.0.0", "InterlinkPort": 3000}, "http://127.0.0.1:3000"),
+    ({"InterlinkAddress": "http://10.0.0.5:3001"}, "http://10.0.0.5:3001"),
+    ({"InterlinkURL": "http://node.example", "InterlinkPort": "3000"},
+     "http://node.example:3000"),
+    ({"InterlinkAddress": "unix:///run/interlink/api.sock"}, "unix:///run/interlink/api.sock"),
+])
+def test_the_api_url_is_where_the_server_listens(keys: dict, url: str) -> None:
+    assert api_url(InterLinkConfig.model_validate(keys)) == url
+
+
+def test_a_config_without_a_port_is_a_usage_error() -> None:
+    with pytest.raises(CLIFailure) as err:
+        api_url(InterLinkConfig.model_validate({"InterlinkAddress": "http://127.0.0.1"}))
+    assert err.value.code == USAGE and "port" in str(err.value)
+
+
+def test_the_vk_token_file_and_the_sidecar_come_from_the_same_file() -> None:
+    cfg = InterLinkConfig.model_validate({"VKTokenFile": "/t", "SidecarURL": "http://h",
+                                          "SidecarPort": 4001, "PluginTokenFile": "/p"})
+    assert vk_token_file(cfg) == "/t" and vk_token_file(InterLinkConfig()) is None
+    assert sidecar(cfg).base == "http://h:4001" and sidecar(cfg).token_file == "/p"
+    assert sidecar(InterLinkConfig(Socket="unix:///s.sock")).base == "unix:///s.sock"
+
+
+def test_a_file_of_several_documents(tmp_path: Path) -> None:
+    f = tmp_path / "all.yaml"
+    f.write_text("kind: List\nitems:\n- kind: ConfigMap\n  metadata: {name: c}\n"
+                 "- kind: Secret\n  metadata: {name: s, namespace: other}\n"
+                 "  data: {a: YQ==}\n  stringData: {b: bee}\n"
+                 "---\nkind: Pod\nmetadata: {name: p}\n"
+                 "spec: {containers: [{name: one, image: i}, {name: two, image: i}]}\n")
+    req = load_create_request([str(f)])
+    assert req.namespace == "default" and uuid.UUID(req.uid).version == 4
+    assert req.container_names() == ["one", "two"]
+    assert req.configmaps[0]["metadata"] == {"name": "c", "namespace": "default"}
+    s = req.secrets[0]
+    assert s["metadata"]["namespace"] == "other" and "stringData" not in s
+    assert base64.b64decode(s["data"]["b"]) == b"bee" and s["data"]["a"] == "YQ=="
+
+
+def test_a_kept_uid_and_refused_files(tmp_path: Path) -> None:
+    pod = tmp_path / "p.json"
+    pod.write_text('{"kind": "Pod", "metadata": {"name": "p", "namespace": "n", "uid": "u-1"},'
+                   ' "spec": {"containers": [{"name": "c", "image": "i"}]}}')
+    assert load_create_request([str(pod)]).uid == "u-1"
+    cm = tmp_path / "cm.yaml"
+    cm.write_text("kind: Secret\nmetadata: {name: x}\n")
+    with pytest.raises(CLIFailure, match="is not ConfigMap"):
+        load_create_request([str(pod)], [str(cm)])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Pod\nmetadata: {name: p}\nspec: {}\n")
+    with pytest.raises(CLIFailure, match="no spec.containers"):
+        load_create_request([str(bad)])
+    with pytest.raises(CLIFailure, match="cannot read"):
+        load_create_request([str(tmp_path / "missing.yaml")])
+
+
+def test_the_state_file_is_private_and_atomic(tmp_path: Path) -> None:
+    state = PodState(tmp_path / "dir" / "pods.json")
+    state.remember({"name": "p", "namespace": "n", "uid": "u"})
+    assert (state.path.stat().st_mode & 0o777) == 0o600
+    assert state.find("p", "n")["uid"] == "u" and state.find("n/p", "other")["uid"] == "u"
+    assert list(state.path.parent.iterdir()) == [state.path]  # no temporary file left
+    state.forget("n/p")
+    with pytest.raises(CLIFailure, match="n/p is not known"):
+        state.find("p", "n")
+
+
+def test_phases_and_ages_as_kubectl_shows_them() -> None:
+    running = PodStatus.model_validate({"containers": [
+        {"name": "a", "state": {"running": {}}}, {"name": "b", "state": {"terminated": {}}}]})
+    failed = PodStatus.model_validate({"containers": [
+        {"name": "a", "state": {"terminated": {"exitCode": 3}}}]})
+    init = PodStatus.model_validate({"initContainers": [{"name": "i", "state": {
+        "waiting": {"reason": "PodInitializing"}}}], "containers": [
+        {"name": "a", "state": {"waiting": {}}}]})
+    assert [phase(s) for s in (running, failed, init, None)] == \
+        ["Running", "Failed", "Pending", "NotOnNode"]
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert age((now - timedelta(seconds=75)).isoformat(), now) == "1m"
+    assert age((now - timedelta(hours=50)).isoformat(), now) == "2d" and age(None) == "-"
+    assert table(("A", "LONGER"), [["xyz", 1]]) == "A     LONGER\nxyz   1"
