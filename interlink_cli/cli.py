@@ -1,5 +1,5 @@
 """``interlink``: ping the node, create pods from files, read their status and logs, delete them,
-and see who holds the GPUs.
+see who holds the GPUs, and keep the VK's token file fresh.
 
 Exit codes: 0 done; 1 what was asked about is not there, or the server refused (its message is
 printed); 2 a usage or configuration error; 3 the API server (or sidecar) cannot be reached.
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +28,7 @@ from .endpoints import api_url, read_config, sidecar, vk_token_file
 from .errors import UNREACHABLE, USAGE, CLIFailure
 from .pods_file import DEFAULT_NAMESPACE
 from .state import PodState
+from .token_refresh import GRANTS, TokenError, TokenRefresher, TokenSettings
 
 PROG = "interlink"
 
@@ -68,7 +73,60 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
     pod_command("delete", "delete a pod and forget it")
     sub.add_parser("gpus", help="the node's GPUs and the pods that hold them (from the sidecar)")
+
+    token = sub.add_parser("token", help="fetch the VK's bearer token from the issuer into its "
+                           "token file, once or (--loop) before every expiry")
+    token.add_argument("--issuer", help="the OIDC issuer (default: the config's OIDC.Issuer)")
+    token.add_argument("--client-id", required=True, help="the OAuth2 client (the VK's)")
+    token.add_argument("--client-secret-file", metavar="FILE",
+                       help="file holding the client's secret (none: a public client)")
+    token.add_argument("--grant", choices=GRANTS, default="client_credentials")
+    token.add_argument("--refresh-token-file", metavar="FILE",
+                       help="refresh_token grant: the refresh token, replaced by the rotated one")
+    token.add_argument("--scope", default="", help="space-separated scopes to ask for")
+    token.add_argument("--audience", default="", help="the audience to ask for (the API's "
+                       "OIDC.Audience, when the issuer needs telling)")
+    token.add_argument("--token-endpoint", default="", help="skip discovery: the issuer's "
+                       "token endpoint")
+    token.add_argument("--ca-file", help="CA bundle for an issuer with a private CA")
+    token.add_argument("--out", metavar="FILE", help="the token file (default: the config's "
+                       "VKTokenFile)")
+    token.add_argument("--loop", action="store_true", help="keep refreshing until stopped")
+    token.add_argument("--margin", type=float, default=60.0, metavar="SECONDS",
+                       help="refresh this long before expiry (default 60)")
     return parser
+
+
+def token_command(args: argparse.Namespace) -> int:
+    """``interlink token``: the refresher, once or as a loop that SIGTERM ends."""
+    cfg = read_config(args.config, required=args.config is not None
+                      or not (args.issuer and args.out))
+    issuer = args.issuer or (cfg.OIDC.Issuer if cfg is not None else "")
+    out = args.out or vk_token_file(cfg)
+    if not issuer:
+        raise CLIFailure("no issuer: give --issuer or set OIDC.Issuer in the config", USAGE)
+    if not out:
+        raise CLIFailure("no token file: give --out or set VKTokenFile in the config", USAGE)
+    settings = TokenSettings(
+        issuer=issuer, client_id=args.client_id, out=Path(out), grant=args.grant,
+        client_secret_file=Path(args.client_secret_file) if args.client_secret_file else None,
+        refresh_token_file=Path(args.refresh_token_file) if args.refresh_token_file else None,
+        scope=args.scope, audience=args.audience, token_endpoint=args.token_endpoint,
+        ca_file=args.ca_file)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        refresher = TokenRefresher(settings, margin=args.margin)
+        if not args.loop:
+            refresher.refresh()
+            return 0
+    except TokenError as exc:
+        raise CLIFailure(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    refresher.run(stop)
+    return 0
 
 
 def context(args: argparse.Namespace) -> commands.Context:
@@ -124,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     ctx: commands.Context | None = None
     try:
+        if args.command == "token":
+            sys.exit(token_command(args))
         ctx = context(args)
         code = asyncio.run(dispatch(ctx, args))
     except CLIFailure as exc:

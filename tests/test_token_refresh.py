@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 from interlink_cli.token_refresh import TokenError, TokenRefresher, TokenSettings
 from interlink_common.api_client import InterLinkClient
 from oidc_issuer import start_issuer
-from procs import free_port, start_api
+from procs import env_for_children, free_port, start_api
 
 GROUPS = {"wlcg.groups": ["/interlink"]}
 
@@ -127,5 +130,37 @@ def test_the_loop_renews_before_expiry(issuer, api, tmp_path) -> None:
         loop.join(10)
         assert not loop.is_alive()
         assert accepted(api, s.out)
+    finally:
+        issuer.expires_in = 300
+
+
+def test_interlink_token_once_refused_and_as_a_loop(issuer, api, tmp_path) -> None:
+    s = settings(issuer, tmp_path)
+    base = [sys.executable, "-m", "interlink_cli", "token", "--issuer", issuer.url,
+            "--client-id", "vk-client", "--client-secret-file", str(s.client_secret_file),
+            "--out", str(s.out)]
+    done = subprocess.run(base, env=env_for_children(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert accepted(api, s.out) and "s3cret" not in done.stderr + done.stdout
+    assert s.out.read_text() not in done.stderr  # the token itself is never printed
+
+    refused = subprocess.run([*base[:7], "stranger", *base[8:]], env=env_for_children(),
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "refused client 'stranger'" in refused.stderr and "invalid_client" in refused.stderr
+
+    issuer.expires_in = 3
+    try:
+        before = s.out.read_text()
+        loop = subprocess.Popen([*base, "--loop", "--margin", "1"], env=env_for_children(),
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while s.out.read_text() == before:
+            assert time.monotonic() < deadline and loop.poll() is None
+            time.sleep(0.1)
+        loop.send_signal(signal.SIGTERM)
+        assert loop.wait(20) == 0
+        assert "wrote a token for client vk-client" in loop.stderr.read()
     finally:
         issuer.expires_in = 300
