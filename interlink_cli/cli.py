@@ -1,5 +1,5 @@
 """``interlink``: ping the node, create pods from files, read their status and logs, delete them,
-see who holds the GPUs, and keep the VK's token file fresh.
+see who holds the GPUs, check the node's set-up (doctor), and keep the VK's token file fresh.
 
 Exit codes: 0 done; 1 what was asked about is not there, or the server refused (its message is
 printed); 2 a usage or configuration error; 3 the API server (or sidecar) cannot be reached.
@@ -24,6 +24,7 @@ from interlink_common.config import resolve_path
 from interlink_common.program import package_version
 
 from . import commands
+from .doctor import doctor
 from .endpoints import api_url, read_config, sidecar, vk_token_file
 from .errors import UNREACHABLE, USAGE, CLIFailure
 from .pods_file import DEFAULT_NAMESPACE
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
     pod_command("delete", "delete a pod and forget it")
     sub.add_parser("gpus", help="the node's GPUs and the pods that hold them (from the sidecar)")
+
+    sub.add_parser("doctor", help="check each part of the node's set-up: config, Docker, "
+                   "sidecar, GPUs, API, token (one line each, OK or what to fix)")
 
     token = sub.add_parser("token", help="fetch the VK's bearer token from the issuer into its "
                            "token file, once or (--loop) before every expiry")
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "token":
             sys.exit(token_command(args))
+        if args.command == "doctor":
+            sys.exit(asyncio.run(doctor(args.config, args.url, args.token_file)))
         ctx = context(args)
         code = asyncio.run(dispatch(ctx, args))
     except CLIFailure as exc:

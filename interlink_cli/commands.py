@@ -126,9 +126,9 @@ async def delete(ctx: Context, ref: str, namespace: str) -> int:
     return 0
 
 
-async def gpus(ctx: Context) -> int:
-    sc = ctx.sidecar
-    assert sc is not None, "gpus needs the sidecar's address"
+async def sidecar_get(sc: Sidecar, path: str) -> httpx.Response:
+    """GET one of the sidecar's operator routes (``/gpus``, ``/healthz``) as the API server
+    calls it: its address, token and TLS."""
     headers = {}
     if sc.token_file:
         try:
@@ -141,12 +141,17 @@ async def gpus(ctx: Context) -> int:
     async with httpx.AsyncClient(base_url=base, transport=transport, timeout=30,
                                  verify=sc.ssl_context or True, trust_env=False) as http:
         try:
-            reply = await http.get("/gpus", headers=headers)
+            return await http.get(path, headers=headers)
         except httpx.HTTPError as exc:
-            raise CLIFailure(f"cannot reach the sidecar at {sc.base}/gpus: "
+            raise CLIFailure(f"cannot reach the sidecar at {sc.base}{path}: "
                              f"{exc or type(exc).__name__}; check that docker-sidecar runs "
                              "and listens where SidecarURL/SidecarPort (or Socket) in the "
                              "config say", UNREACHABLE) from None
+
+
+async def gpu_report(sc: Sidecar) -> dict[str, Any]:
+    """The sidecar's ``/gpus`` report."""
+    reply = await sidecar_get(sc, "/gpus")
     if reply.status_code != 200:
         raise CLIFailure(f"/gpus: HTTP {reply.status_code}: {reply.text.strip()[:2000]}")
     try:
@@ -154,5 +159,12 @@ async def gpus(ctx: Context) -> int:
     except ValueError:
         raise CLIFailure(f"/gpus: the sidecar's answer is not JSON: {reply.text[:200]!r}"
                          ) from None
-    say(output.gpu_table(report))
+    if not isinstance(report, dict):
+        raise CLIFailure("/gpus: the sidecar's answer is not a JSON object")
+    return report
+
+
+async def gpus(ctx: Context) -> int:
+    assert ctx.sidecar is not None, "gpus needs the sidecar's address"
+    say(output.gpu_table(await gpu_report(ctx.sidecar)))
     return 0

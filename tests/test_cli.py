@@ -66,12 +66,13 @@ def stack(docker_client, tmp_path_factory) -> Iterator[Stack]:
     sc.cleanup()
 
 
-def cli(stack: Stack, *args: str, config: bool = True,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(stack: Stack, *args: str, config: bool = True, timeout: float = 60,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     prefix = ["--config", str(stack.config)] if config else []
     return subprocess.run([sys.executable, "-m", "interlink_cli", *prefix, *args],
                           capture_output=True, text=True, timeout=timeout,
-                          env=env_for_children(INTERLINK_CLI_STATE=str(stack.state)))
+                          env=env_for_children(INTERLINK_CLI_STATE=str(stack.state),
+                                               **(env or {})))
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -252,3 +253,55 @@ def test_a_refused_token_is_reported_not_leaked(stack: Stack) -> None:
     assert "/pinglink: refused with HTTP 401" in err
     assert "not-a-valid-token" not in result.stdout + err
     assert stack.token not in result.stdout + err
+
+
+def verdicts(out: str) -> dict[str, str]:
+    """doctor's lines as {part: "OK ..." or "FAIL ..."}."""
+    found = {}
+    for line in out.splitlines():
+        verdict, part, *rest = line.split(None, 2)
+        found[part] = f"{verdict} {rest[0] if rest else ''}".strip()
+    return found
+
+
+def test_doctor_on_a_healthy_node(stack: Stack) -> None:
+    v = verdicts(ok(cli(stack, "doctor")))
+    assert list(v) == ["config", "docker", "sidecar", "gpus", "api", "token"]
+    assert all(x.startswith("OK") for x in v.values()), v
+    assert "2 GPUs through NVML" in v["gpus"] and str(stack.tmp / "vk-token") in v["token"]
+
+
+def test_doctor_names_each_broken_part(stack: Stack) -> None:
+    # No config there.
+    result = cli(stack, "--config", str(stack.tmp / "nope.yaml"), "doctor", config=False)
+    assert result.returncode == 1 and verdicts(result.stdout)["config"].startswith("FAIL")
+
+    # Docker unreachable: what needs it is not checked; the API side still is.
+    result = cli(stack, "doctor", env={"DOCKER_HOST": f"unix://{stack.tmp}/no-docker.sock"})
+    v = verdicts(result.stdout)
+    assert result.returncode == 1
+    assert v["docker"].startswith("FAIL") and "no-docker.sock" in v["docker"]
+    assert v["sidecar"] == "FAIL not checked: docker failed"
+    assert v["api"].startswith("OK") and v["token"].startswith("OK")
+
+    # The sidecar where the config says is not there.
+    moved = stack.tmp / "moved.yaml"
+    moved.write_text(stack.config.read_text().replace(
+        stack.sidecar.proc.base.rsplit(":", 1)[1], str(free_port())))
+    v = verdicts(cli(stack, "--config", str(moved), "doctor", config=False).stdout)
+    assert v["sidecar"].startswith("FAIL cannot reach the sidecar")
+    assert v["gpus"] == "FAIL not checked: sidecar failed"
+
+    # The API is not there.
+    url = f"http://127.0.0.1:{free_port()}"
+    v = verdicts(cli(stack, "--url", url, "doctor").stdout)
+    assert v["api"].startswith(f"FAIL interlink-api does not answer at {url}")
+    assert v["token"] == "FAIL not checked: api failed"
+
+    # The token is refused, and not shown.
+    bad = stack.tmp / "bad-token"
+    bad.write_text("not-a-valid-token-but-long-enough\n")
+    result = cli(stack, "--token-file", str(bad), "doctor")
+    v = verdicts(result.stdout)
+    assert v["token"].startswith(f"FAIL the API refused the token in {bad}")
+    assert "not-a-valid-token" not in result.stdout + result.stderr
