@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--loop", action="store_true", help="keep refreshing until stopped")
     token.add_argument("--margin", type=float, default=60.0, metavar="SECONDS",
                        help="refresh this long before expiry (default 60)")
+    token.add_argument("--mode", type=lambda v: int(v, 8), default=0o600, metavar="OCTAL",
+                       help="the token file's mode (default 600; 640 lets the file's group, "
+                       "e.g. a VK running as another user, read it)")
     return parser
 
 
@@ -116,7 +119,7 @@ def token_command(args: argparse.Namespace) -> int:
         client_secret_file=Path(args.client_secret_file) if args.client_secret_file else None,
         refresh_token_file=Path(args.refresh_token_file) if args.refresh_token_file else None,
         scope=args.scope, audience=args.audience, token_endpoint=args.token_endpoint,
-        ca_file=args.ca_file)
+        ca_file=args.ca_file, mode=args.mode)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -126,10 +129,16 @@ def token_command(args: argparse.Namespace) -> int:
             return 0
     except TokenError as exc:
         raise CLIFailure(str(exc)) from None
+    # The loop runs on a thread; the main thread only waits for SIGTERM or SIGINT (blocked
+    # first, so the thread inherits the mask), then stops it: no work in a signal handler.
+    stopping = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    refresher.run(stop)
+    worker = threading.Thread(target=refresher.run, args=(stop,), name="token-refresh")
+    worker.start()
+    signal.sigwait(stopping)
+    stop.set()
+    worker.join(60)
     return 0
 
 

@@ -54,6 +54,7 @@ class TokenSettings:
     token_endpoint: str = ""          # skips discovery when given
     ca_file: str | None = None
     timeout: float = 30.0
+    mode: int = 0o600                 # of the token file: 0640 with a group for a VK of its own
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ class TokenRefresher:
             extra["scope"] = s.scope
         if s.audience:
             extra["audience"] = s.audience
+        # trust_env: a node often reaches its issuer through HTTPS_PROXY (and NO_PROXY).
         with OAuth2Client(client_id=s.client_id, client_secret=secret, timeout=s.timeout,
                           verify=s.ca_file or True, transport=self._transport,
-                          trust_env=False) as client:
+                          trust_env=True) as client:
             endpoint = self._endpoint or self._discover(client)
             try:
                 if s.grant == "client_credentials":
@@ -106,14 +108,18 @@ class TokenRefresher:
                                  f"{': ' + exc.description if exc.description else ''}") from None
             except httpx.HTTPError as exc:
                 raise TokenError(f"cannot reach the token endpoint {endpoint}: {exc}") from None
+            except ValueError:
+                raise TokenError(f"the token endpoint {endpoint} answered something that is "
+                                 "not a token response (not JSON)") from None
         access = token.get("access_token")
         if not isinstance(access, str) or not access:
             raise TokenError(f"the issuer's answer from {endpoint} holds no access_token")
-        write_atomically(s.out, access + "\n")
         rotated = token.get("refresh_token")
         if s.grant == "refresh_token" and isinstance(rotated, str) and rotated:
+            # First: the old one is spent now, and a lost new one would end every refresh.
             assert s.refresh_token_file is not None
-            write_atomically(s.refresh_token_file, rotated + "\n")  # the old one is spent
+            write_atomically(s.refresh_token_file, rotated + "\n")
+        write_atomically(s.out, access + "\n", mode=s.mode)
         now = time.time()
         expires_at = float(token.get("expires_at") or now + float(token.get("expires_in")
                                                                      or 3600))
@@ -154,9 +160,10 @@ class TokenRefresher:
         return endpoint
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (mode 0600): a reader sees the old file or the new one,
-    never a part (a temporary file in the same directory, renamed over it)."""
+def write_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` (``mode``, 0600 by default): a reader sees the old file
+    or the new one, never a part (a temporary file in the same directory, renamed over it;
+    a symlink at ``path`` is replaced, not written through)."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -167,11 +174,13 @@ def write_atomically(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise TokenError(f"cannot replace {path}: {exc.strerror or exc}") from None
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # no copy of a token left behind, Ctrl-C included
+        if isinstance(exc, OSError):
+            raise TokenError(f"cannot replace {path}: {exc.strerror or exc}") from None
+        raise
 
 
 def _read_secret(path: Path, what: str) -> str:

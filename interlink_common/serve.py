@@ -95,14 +95,20 @@ def unix_socket(path: str, group: str = "") -> socket.socket:
         previous = os.umask(0o177 if gid is None else 0o117)
         try:
             sock.bind(path)
+        except OSError as exc:
+            raise SystemExit(f"cannot listen on {path}: {exc.strerror or exc} (under systemd: "
+                             "put the socket in the unit's RuntimeDirectory)") from None
         finally:
             os.umask(previous)
-        if gid is not None:
+        # Born with the process's group already when SocketGroup is its own (the systemd
+        # units' case): no chown, which their system-call filter or user mapping may refuse.
+        if gid is not None and os.stat(path, follow_symlinks=False).st_gid != gid:
             try:
                 os.chown(path, -1, gid, follow_symlinks=False)
-            except PermissionError:
-                raise SystemExit(f"SocketGroup {group!r}: cannot give {path} to this group; "
-                                 "run as root or as a member of the group") from None
+            except OSError as exc:
+                raise SystemExit(f"SocketGroup {group!r}: cannot give {path} to this group "
+                                 f"({exc.strerror or exc}); run as root or as a member of the "
+                                 "group (under systemd: the unit's Group=)") from None
         sock.listen(2048)
     except BaseException:
         sock.close()
@@ -148,13 +154,23 @@ class _Server(uvicorn.Server):
 
     async def _notify_when_ready(self) -> None:
         said = ""
-        while self._ready is not None and (why := await self._ready()) is not None:
+        while self._ready is not None and (why := await self._check()) is not None:
             if why != said:
                 notify(f"STATUS=not ready: {why}")
                 log.info("not ready yet (systemd waits): %s", why)
                 said = why
             await asyncio.sleep(1)
         notify("READY=1", "STATUS=ready")
+
+    async def _check(self) -> str | None:
+        """The app's readiness check; one that raises is a reason, not the end of waiting
+        (systemd would otherwise wait for READY until its start timeout)."""
+        assert self._ready is not None
+        try:
+            return await self._ready()
+        except Exception as exc:  # noqa: BLE001 (any failure of the check means not ready)
+            log.exception("readiness check failed")
+            return f"readiness check failed: {exc or type(exc).__name__}"
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._notifier is not None:
