@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from docker_sidecar.status import phase_of
 from interlink_common.wire import ContainerStatus, PodStatus
 
 NOT_ON_NODE = "NotOnNode"
@@ -22,19 +23,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def phase(status: PodStatus | None) -> str:
     """The phase as the current VK derives it from container states (docs/PROTOCOL.md
-    section 4): an init container not done is Pending, any running container Running, all
-    terminated Succeeded or Failed."""
+    section 4; the sidecar's own derivation), or that the node does not know the pod."""
     if status is None:
         return NOT_ON_NODE
-    for c in status.initContainers or []:
-        if c.state.waiting is not None or c.state.running is not None:
-            return "Pending"
-    containers = status.containers or []
-    if any(c.state.running is not None for c in containers):
-        return "Running"
-    if containers and all(c.state.terminated is not None for c in containers):
-        return "Failed" if any(c.state.terminated.exitCode for c in containers) else "Succeeded"
-    return "Pending"
+    if not status.containers and not status.initContainers:
+        return "Pending"  # nothing reported yet
+    return phase_of(status)
 
 
 def container_state(c: ContainerStatus) -> str:
