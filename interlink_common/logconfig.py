@@ -93,7 +93,7 @@ class JSONFormatter(logging.Formatter):
 
 def setup_logging(*, json_lines: bool = False, verbose: bool = False,
                   errors_only: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if errors_only else logging.INFO
+    level = logging.ERROR if errors_only else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JSONFormatter() if json_lines else RedactingFormatter(
@@ -101,9 +101,12 @@ def setup_logging(*, json_lines: bool = False, verbose: bool = False,
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request URL at INFO; keep that for verbose mode only.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # VerboseLogging is for our own loggers: the libraries' debug output (every Docker API
+    # call, every connection) would bury them.
+    logging.getLogger("interlink").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    for noisy in ("httpx", "httpcore", "urllib3", "docker", "asyncio", "authlib"):
+        # httpx logs every request URL at INFO.
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
