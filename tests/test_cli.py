@@ -20,7 +20,7 @@ import pytest
 from fake_gpus import dockerd_can_do_gpus, nvml_env
 from kube import BUSYBOX
 from oidc_issuer import start_issuer
-from procs import Proc, env_for_children, free_port, start_api, write_config
+from procs import ROOT, Proc, env_for_children, free_port, start_api, write_config
 from sidecars import Sidecar, start_test_sidecar
 
 GROUPS = {"wlcg.groups": ["/interlink"]}
@@ -305,3 +305,30 @@ def test_doctor_names_each_broken_part(stack: Stack) -> None:
     v = verdicts(result.stdout)
     assert v["token"].startswith(f"FAIL the API refused the token in {bad}")
     assert "not-a-valid-token" not in result.stdout + result.stderr
+
+
+EXAMPLES = ROOT / "examples"
+
+
+def test_the_readmes_examples(stack: Stack) -> None:
+    """examples/ as the README uses them (images swapped for the local ones: no registry)."""
+    hello = stack.tmp / "hello.yaml"
+    hello.write_text((EXAMPLES / "hello-pod.yaml").read_text().replace("busybox:1.36", BUSYBOX))
+    ok(cli(stack, "create", "-f", str(hello)))
+    wait_for(stack, "hello", r"\bRunning\b")
+    deadline = time.monotonic() + 30
+    while "hello from a pod on the GPU node\non hello\n" not in ok(cli(stack, "logs", "hello")):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    ok(cli(stack, "delete", "hello"))
+
+    notebook = stack.tmp / "notebook.yaml"
+    notebook.write_text((EXAMPLES / "notebook-pod.yaml").read_text().replace(
+        "quay.io/jupyter/base-notebook:latest", "interlink-test/singleuser:1"))
+    ok(cli(stack, "create", "-f", str(notebook)))  # admitted at baseline, with its GPU
+    assert "default/notebook" in ok(cli(stack, "gpus"))
+    home = stack.sidecar.data_root / "claims" / "default" / "claim-notebook"
+    assert home.stat().st_gid == 100
+    ok(cli(stack, "delete", "notebook"))
+    assert home.is_dir()  # the home outlives the pod
+    assert "default/notebook" not in ok(cli(stack, "gpus"))
