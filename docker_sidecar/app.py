@@ -262,7 +262,7 @@ def create_app(sidecar: Sidecar, token: TokenFile | None = None,
                       response_class=Response)
     openapi.install(app, MODELS, description=DESCRIPTION, open_paths=("/healthz",),
                     bearer=None if token is None else TOKEN)
-    app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _: (
+    app.add_middleware(RequestObserver, routes=ROUTES, record=lambda route, method, status, _s, _w: (
         sidecar.metrics.requests.labels(route, str(status)).inc()))
     if token is not None:
         app.add_middleware(RequireToken, token=token)  # outermost: refused before anything runs

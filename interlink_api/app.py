@@ -24,7 +24,7 @@ from interlink_common.identity import IdentityError, check_label, check_pod_iden
     check_subdomain, check_uid
 from interlink_common.listen import Listener
 from interlink_common.logconfig import redact
-from interlink_common.observe import RequestObserver
+from interlink_common.observe import RequestObserver, note_subject
 from interlink_common.plugin_auth import TokenFile
 from interlink_common.wire import (
     LogStruct,
@@ -54,6 +54,7 @@ from .profile import Profile, detect_profile
 from .schema import DESCRIPTION, MODELS, OPEN_DOCS, VK_DOCS
 
 log = logging.getLogger("interlink.api")
+access = logging.getLogger("interlink.api.access")
 
 # HEAD too: Starlette's routes have always answered it wherever GET is (so did ours).
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -130,6 +131,7 @@ class APIServer:
         if not isinstance(raw, dict) or not isinstance(raw.get("pod"), dict):
             raise WireError("create request: expected an object with the pod under \"pod\"")
         # The plugin turns these names into host paths and container names: check them first.
+        note_subject(call.request.scope, _pod_ref(raw["pod"]))  # refused or not, as sent
         _identity("create request: pod", check_pod_identity, raw["pod"])
         req: PodCreateRequests = parse_model(PodCreateRequests, raw, "create request")
         data = retrieved_pod_data(req, export_pod_data=self.cfg.ExportPodData).to_wire()
@@ -146,6 +148,7 @@ class APIServer:
         if not isinstance(raw, dict):
             raise WireError(f"delete request: expected one pod object, got "
                             f"{type(raw).__name__}")
+        note_subject(call.request.scope, _pod_ref(raw))  # refused or not, as sent
         _identity("delete request: pod", check_pod_identity, raw, containers=False)
         pod: Pod = parse_model(Pod, raw, "delete request")
         self.cache.evict(pod.uid)
@@ -167,6 +170,8 @@ class APIServer:
                             f"{type(data).__name__}")
         if not data:
             return Response(dumps(self.cache.all()), media_type=JSON)
+        note_subject(call.request.scope, _pod_ref(data[0]) if len(data) == 1
+                     else f"{len(data)} pods")
         uids: list[str] = []
         stale: list[Any] = []
         for i, pod in enumerate(data):
@@ -199,6 +204,8 @@ class APIServer:
     async def get_logs(self, call: Call) -> Response:
         raw = loads(call.body, "log request")
         req: LogStruct = parse_model(LogStruct, raw, "log request")
+        note_subject(call.request.scope,
+                     _printable(f"{req.Namespace}/{req.PodName}/{req.ContainerName}"))
         problem = log_request_error(req)
         if problem:
             return PlainTextResponse(problem, status_code=400)
@@ -309,6 +316,19 @@ def _too_large(limit: int) -> str:
             "raise MaxBodyBytes in the config if such requests are expected")
 
 
+def _pod_ref(pod: Any) -> str:
+    """``namespace/name`` of a pod object as sent: for a log line, so no control characters
+    (a name is checked later, or never when the call is refused) and bounded."""
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    if not isinstance(meta, dict):
+        return "?"
+    return _printable(f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:300])
+
+
 def _identity(where: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run an identity check; its failure becomes a 400 naming the request and the field."""
     try:
@@ -399,11 +419,13 @@ def create_app(cfg: InterLinkConfig, validator: OIDCValidator | None = None,
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    def record(route: str, method: str, status: int, seconds: float) -> None:
+    def record(route: str, method: str, status: int, seconds: float, subject: str) -> None:
         metrics.requests.labels(route, method, str(status)).inc()
         metrics.latency.labels(route).observe(seconds)
         if route not in OPEN_ROUTES:
-            log.debug("%s %s -> %d in %.1f ms", method, route, status, seconds * 1000)
+            # The access line: one per VK call, what it was about, how it ended, how long.
+            access.info("%s %s%s -> %d in %.1f ms", method, route,
+                        f" {subject}" if subject else "", status, seconds * 1000)
 
     # The document and its page stay open with OIDC on, as /healthz does: they describe the
     # routes and reveal nothing of the pods or the tokens (docs/PROTOCOL.md section 7).

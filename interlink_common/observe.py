@@ -7,12 +7,22 @@ from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Record = Callable[[str, str, int, float], None]
+# (route, method, status, seconds, what the call was about: e.g. "default/jupyter-alice")
+Record = Callable[[str, str, int, float, str], None]
+# Where a handler notes what its call was about, for the access line: the ASGI scope, which
+# the middleware still holds when the response is done (a contextvar would not come back
+# from a task the framework ran the handler in).
+SUBJECT = "interlink.subject"
+
+
+def note_subject(scope: Scope, subject: str) -> None:
+    """Say what this request is about (a pod, a container, a batch), for its access line."""
+    scope[SUBJECT] = subject
 
 
 class RequestObserver:
-    """Calls ``record(route, method, status, seconds)`` once per request. Paths outside
-    ``routes`` are reported as ``other`` so that metric labels stay bounded."""
+    """Calls ``record(route, method, status, seconds, subject)`` once per request. Paths
+    outside ``routes`` are reported as ``other`` so that metric labels stay bounded."""
 
     def __init__(self, app: ASGIApp, routes: Collection[str], record: Record) -> None:
         self.app = app
@@ -37,4 +47,4 @@ class RequestObserver:
         finally:
             path = scope["path"]
             self.record(path if path in self.routes else "other", scope["method"], status,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, str(scope.get(SUBJECT, "")))

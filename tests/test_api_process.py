@@ -272,3 +272,30 @@ def test_a_log_error_reply_that_stalls_gives_its_stream_slot_back(tmp_path, plug
         assert b"main line 0" in r.body
     finally:
         proc.stop()
+
+
+def test_one_access_line_per_vk_call_naming_what_it_was_about(api, plugin):
+    """At info, without VerboseLogging: route, pod, status and time for each VK call; a name
+    that would start a forged log line is refused and logged with its newline replaced."""
+    host = host_of(api)
+    create = json.loads(fixture_bytes("legacy_create_configmap_secret.json"))
+    meta = create["pod"]["metadata"]
+    assert send(api.base, go_request("POST", "/create", host, json.dumps(create).encode(),
+                                     token="t")).status == 200
+    assert send(api.base, go_request("GET", "/status", host, json.dumps([create["pod"]]).encode(),
+                                     token="t")).status == 200
+    forged = dict(create, pod=dict(create["pod"], metadata=dict(
+        meta, name="x\n2026-12-02 00:00:00,000 INFO    interlink.api: admin ok")))
+    assert send(api.base, go_request("POST", "/create", host, json.dumps(forged).encode(),
+                                     token="t")).status == 400
+    ref = f"{meta['namespace']}/{meta['name']}"
+    deadline = time.monotonic() + 10
+    while "-> 400 in" not in api.output():
+        assert time.monotonic() < deadline, api.output()[-2000:]
+        time.sleep(0.1)
+    lines = [ln for ln in api.output().splitlines() if "interlink.api.access" in ln]
+    assert any(f"POST /create {ref} -> 200 in " in ln and " ms" in ln for ln in lines), lines
+    assert any(f"GET /status {ref} -> 200 in " in ln for ln in lines), lines
+    assert any(f"POST /create {meta['namespace']}/x?2026-12-02" in ln and "-> 400 in" in ln
+               for ln in lines), lines
+    assert not any(ln.startswith("2026-12-02 00:00:00,000") for ln in api.output().splitlines())
