@@ -8,9 +8,12 @@ with its XSRF token, the spawn form, the progress event stream, cookies througho
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -52,11 +55,16 @@ def chp_command() -> str:
     return str(program)
 
 
-def docker_bridge_address() -> str:
-    """The host's address on Docker's default bridge: where a pod reaches the hub."""
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True,
-                         text=True, check=True).stdout
-    return out.split(" inet ", 1)[1].split("/", 1)[0]
+def docker_bridge_address(interface: str = "docker0") -> str:
+    """The host's address on Docker's default bridge: where a pod reaches the hub. Asked of
+    the kernel (SIOCGIFADDR), since a minimal Debian may have no `ip` command."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            answer = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", interface.encode()))
+        except OSError as exc:
+            raise RuntimeError(f"no IPv4 address on {interface} ({exc}): is dockerd running "
+                               "with its default bridge?") from None
+    return socket.inet_ntoa(answer[20:24])
 
 
 class Hub:
