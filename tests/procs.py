@@ -120,6 +120,18 @@ def start_api(tmp: Path, config: dict[str, Any], *, name: str = "api",
     return proc.wait_ready() if wait else proc
 
 
+def start_oidc_api(tmp: Path, plugin_base: str, issuer_url: str, **kwargs: Any) -> Proc:
+    """The API server on loopback as a node runs it: token checks against ``issuer_url``
+    (audience "users", group "/interlink" in "wlcg.groups") in front of the plugin at
+    ``plugin_base`` (``http://127.0.0.1:N``)."""
+    host, port = plugin_base.rsplit(":", 1)
+    return start_api(tmp, {
+        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": free_port(),
+        "SidecarURL": host, "SidecarPort": int(port),
+        "OIDC": {"Issuer": issuer_url, "Audience": "users", "GroupsClaim": "wlcg.groups",
+                 "RequiredGroup": "/interlink"}}, **kwargs)
+
+
 def start_sidecar(tmp: Path, *, instance: str, data_root: Path | None = None,
                   policy: dict[str, Any] | None = None, port: int | None = None,
                   name: str = "sidecar", wait: bool = True,

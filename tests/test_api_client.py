@@ -14,7 +14,7 @@ import pytest
 from interlink_common.api_client import APIError, APIUnreachable, InterLinkClient
 from kube import config_map, container, pod, secret
 from oidc_issuer import start_issuer
-from procs import Proc, free_port, start_api
+from procs import Proc, free_port, start_oidc_api
 
 GROUPS = {"wlcg.groups": ["/interlink"]}
 
@@ -28,12 +28,7 @@ def issuer():
 
 @pytest.fixture(scope="module")
 def api(sidecar, issuer, tmp_path_factory) -> Iterator[Proc]:
-    host, port = sidecar.proc.base.rsplit(":", 1)
-    proc = start_api(tmp_path_factory.mktemp("api"), {
-        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": free_port(),
-        "SidecarURL": host, "SidecarPort": int(port),
-        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
-                 "RequiredGroup": "/interlink"}})
+    proc = start_oidc_api(tmp_path_factory.mktemp("api"), sidecar.proc.base, issuer.url)
     yield proc
     proc.stop()
 

@@ -20,7 +20,8 @@ import pytest
 from fake_gpus import dockerd_can_do_gpus, nvml_env
 from kube import BUSYBOX
 from oidc_issuer import start_issuer
-from procs import ROOT, Proc, env_for_children, free_port, start_api, write_config
+from procs import (ROOT, Proc, env_for_children, free_port, start_api, start_oidc_api,
+                   write_config)
 from sidecars import Sidecar, start_test_sidecar
 
 GROUPS = {"wlcg.groups": ["/interlink"]}
@@ -47,11 +48,7 @@ def stack(docker_client, tmp_path_factory) -> Iterator[Stack]:
                             policy={"GPU": {"Enabled": "on", "NVMLLibrary": lib}})
     issuer = start_issuer()
     host, port = sc.proc.base.rsplit(":", 1)
-    api = start_api(tmp, {
-        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": free_port(),
-        "SidecarURL": host, "SidecarPort": int(port),
-        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
-                 "RequiredGroup": "/interlink"}})
+    api = start_oidc_api(tmp, sc.proc.base, issuer.url)
     token = issuer.token(GROUPS)
     token_file = tmp / "vk-token"
     token_file.write_text(token + "\n")

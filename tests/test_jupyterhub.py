@@ -18,7 +18,7 @@ import pytest
 from fake_gpus import dockerd_can_do_gpus, nvml_env
 from hub import Browser, Hub, docker_bridge_address
 from oidc_issuer import start_issuer
-from procs import free_port, start_api
+from procs import start_oidc_api
 from sidecars import start_test_sidecar
 from tunnel.tunnel_server import start_tunnel_server
 
@@ -47,13 +47,8 @@ def node(docker_client, tmp_path_factory):
 @pytest.fixture(scope="module")
 def api(node, tmp_path_factory):
     issuer = start_issuer()
-    host, port = node.proc.base.rsplit(":", 1)
     tmp = tmp_path_factory.mktemp("hubapi")
-    proc = start_api(tmp, {
-        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": free_port(),
-        "SidecarURL": host, "SidecarPort": int(port),
-        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
-                 "RequiredGroup": "/interlink"}})
+    proc = start_oidc_api(tmp, node.proc.base, issuer.url)
     token_file = tmp / "hub-token"
     token_file.write_text(issuer.token({**GROUPS, "exp": int(time.time()) + 3600}))
     token_file.chmod(0o600)

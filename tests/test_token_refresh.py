@@ -19,7 +19,7 @@ import pytest
 from interlink_cli.token_refresh import TokenError, TokenRefresher, TokenSettings
 from interlink_common.api_client import InterLinkClient
 from oidc_issuer import start_issuer
-from procs import env_for_children, free_port, start_api
+from procs import env_for_children, start_oidc_api
 
 GROUPS = {"wlcg.groups": ["/interlink"]}
 
@@ -35,12 +35,7 @@ def issuer():
 
 @pytest.fixture(scope="module")
 def api(issuer, fake_plugin, tmp_path_factory):
-    host, port = fake_plugin.proc.base.rsplit(":", 1)
-    proc = start_api(tmp_path_factory.mktemp("api"), {
-        "InterlinkURL": "http://127.0.0.1", "InterlinkPort": free_port(),
-        "SidecarURL": host, "SidecarPort": int(port),
-        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
-                 "RequiredGroup": "/interlink"}})
+    proc = start_oidc_api(tmp_path_factory.mktemp("api"), fake_plugin.proc.base, issuer.url)
     yield proc
     proc.stop()
 
