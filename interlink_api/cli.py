@@ -7,7 +7,7 @@ import ssl
 import sys
 
 from interlink_common.config import InterLinkConfig
-from interlink_common.listen import Listener, api_listener
+from interlink_common.listen import Listener, api_listener, tokens_in_clear_warning
 from interlink_common.program import config_errors_exit, start
 from interlink_common.serve import serve
 
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     problem = auth_problem(cfg, listener)
     if problem:
         sys.exit(f"interlink-api: {problem}")
+    in_clear = tokens_in_clear_warning(listener, checks_tokens=cfg.OIDC.enabled)
+    if in_clear:
+        # A warning, not a refusal: upstream's configs listen so, and some sites' networks
+        # are private; doctor reports it as a failure to fix.
+        log.warning("%s", in_clear)
 
     from interlink_common.plugin_auth import TokenFileError
 

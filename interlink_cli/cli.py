@@ -1,5 +1,6 @@
 """``interlink``: ping the node, create pods from files, read their status and logs, delete them,
-see who holds the GPUs, check the node's set-up (doctor), and keep the VK's token file fresh.
+see who holds the GPUs, check the node's set-up (doctor) or a container's health, and keep the
+VK's token file fresh.
 
 Exit codes: 0 done; 1 what was asked about is not there, or the server refused (its message is
 printed); 2 a usage or configuration error; 3 the API server (or sidecar) cannot be reached.
@@ -25,7 +26,8 @@ from interlink_common.program import package_version
 
 from . import commands
 from .doctor import doctor
-from .endpoints import api_url, read_config, sidecar, vk_token_file
+from .health import SERVICES, health
+from .endpoints import api_url, api_verify, read_config, sidecar, vk_token_file
 from .errors import UNREACHABLE, USAGE, CLIFailure
 from .pods_file import DEFAULT_NAMESPACE
 from .state import PodState
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "and InterlinkPort")
     parser.add_argument("--token-file", help="file holding the bearer token (default: the "
                         "config's VKTokenFile, if any)")
+    parser.add_argument("--api-ca-file", help="CA certificates to check the API server's "
+                        "certificate with (default: on the node, the config's TLS.CertFile; "
+                        "elsewhere the system's store)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -77,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="check each part of the node's set-up: config, Docker, "
                    "sidecar, GPUs, API, token (one line each, OK or what to fix)")
+
+    health = sub.add_parser("health", help="a container's health check: the API server "
+                            "ready, or the sidecar healthy (exit 0), or not (exit 1)")
+    health.add_argument("service", nargs="?", choices=SERVICES, help="which one (default: "
+                        "the one PID 1 runs, as in the image's HEALTHCHECK)")
 
     token = sub.add_parser("token", help="fetch the VK's bearer token from the issuer into its "
                            "token file, once or (--loop) before every expiry")
@@ -153,6 +163,7 @@ def context(args: argparse.Namespace) -> commands.Context:
         url = api_url(cfg)
     return commands.Context(
         url=url, token_file=args.token_file or vk_token_file(cfg), state=PodState(),
+        verify=api_verify(cfg, url, args.api_ca_file),
         sidecar=sidecar(cfg) if cfg is not None and args.command == "gpus" else None)
 
 
@@ -197,8 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "token":
             sys.exit(token_command(args))
+        if args.command == "health":
+            sys.exit(asyncio.run(health(args.config, args.service, args.api_ca_file)))
         if args.command == "doctor":
-            sys.exit(asyncio.run(doctor(args.config, args.url, args.token_file)))
+            sys.exit(asyncio.run(doctor(args.config, args.url, args.token_file,
+                                            args.api_ca_file)))
         ctx = context(args)
         code = asyncio.run(dispatch(ctx, args))
     except CLIFailure as exc:

@@ -9,16 +9,18 @@ one to fix.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 
 from interlink_common.api_client import APIError, APIUnreachable, InterLinkClient
-from interlink_common.config import resolve_path
+from interlink_common.config import ConfigError, InterLinkConfig, resolve_path
+from interlink_common.listen import api_listener, tokens_in_clear_warning
 
 from .commands import gpu_report, say, sidecar_get
-from .endpoints import Sidecar, api_url, read_config, sidecar, vk_token_file
+from .endpoints import Sidecar, api_url, api_verify, read_config, sidecar, vk_token_file
 from .errors import CLIFailure
 
 
@@ -89,12 +91,12 @@ async def _gpus(sc: Sidecar) -> str:
             f"{report.get('free', 0)} free{extra}")
 
 
-async def _api(url: str) -> str:
+async def _api(url: str, verify: ssl.SSLContext | bool, in_clear: str | None) -> str:
     transport = httpx.AsyncHTTPTransport(uds=url[len("unix://"):]) \
         if url.startswith("unix://") else None
     base = "http://interlink" if transport else url
     async with httpx.AsyncClient(base_url=base, transport=transport, timeout=15,
-                                 trust_env=False) as http:
+                                 verify=verify, trust_env=False) as http:
         try:
             health = await http.get("/healthz")
             ready = await http.get("/readyz")
@@ -107,12 +109,24 @@ async def _api(url: str) -> str:
     if ready.status_code != 200:
         raise Problem(f"interlink-api answers, but {ready.text.strip()[:300]}; check "
                       "SidecarURL/SidecarPort and that docker-sidecar runs")
+    if in_clear:
+        raise Problem(in_clear)
     return f"interlink-api answers at {url} and reaches its plugin"
 
 
-async def _token(url: str, token_file: str | None) -> str:
+def tokens_in_clear(cfg: InterLinkConfig) -> str | None:
     try:
-        async with InterLinkClient(url, token_file=token_file, timeout=15) as client:
+        listener = api_listener(cfg.InterlinkAddress, cfg.InterlinkURL, cfg.InterlinkPort,
+                                cfg.TLS)
+    except ConfigError:
+        return None  # api_url has said so already
+    return tokens_in_clear_warning(listener, checks_tokens=cfg.OIDC.enabled)
+
+
+async def _token(url: str, token_file: str | None, verify: ssl.SSLContext | bool) -> str:
+    try:
+        async with InterLinkClient(url, token_file=token_file, timeout=15,
+                                   verify=verify) as client:
             answer = await client.ping()
     except APIUnreachable as exc:
         raise Problem(exc.message) from None
@@ -128,7 +142,8 @@ async def _token(url: str, token_file: str | None) -> str:
     return f"the API accepts the token in {token_file}; /pinglink: {answer.status}"
 
 
-async def doctor(config: str | None, url: str | None, token_file: str | None) -> int:
+async def doctor(config: str | None, url: str | None, token_file: str | None,
+                 ca_file: str | None = None) -> int:
     """Print one line per part; 0 when every part is OK, else 1."""
     path = resolve_path(config)
     try:
@@ -141,12 +156,14 @@ async def doctor(config: str | None, url: str | None, token_file: str | None) ->
     sc = sidecar(cfg)
     where = url or api_url(cfg)
     token_file = token_file or vk_token_file(cfg)
+    verify = api_verify(cfg, where, ca_file)
+    in_clear = None if url else tokens_in_clear(cfg)
     checks: list[tuple[str, Callable[[], Awaitable[str]], str | None]] = [
         ("docker", _docker, None),
         ("sidecar", lambda: _sidecar(sc), "docker"),
         ("gpus", lambda: _gpus(sc), "sidecar"),
-        ("api", lambda: _api(where), None),
-        ("token", lambda: _token(where, token_file), "api"),
+        ("api", lambda: _api(where, verify, in_clear), None),
+        ("token", lambda: _token(where, token_file, verify), "api"),
     ]
     failed: set[str] = set()
     for part, check, needs in checks:

@@ -14,6 +14,9 @@ from .errors import USAGE, CLIFailure
 
 # A server bound to every interface is reached on loopback from the node itself.
 WILDCARDS = ("0.0.0.0", "::", "")
+# OpenSSL's X509_V_FLAG_PARTIAL_CHAIN (ssl.VERIFY_X509_PARTIAL_CHAIN from Python 3.13): a
+# certificate in the trust store is an anchor even when it is not a CA's own.
+PARTIAL_CHAIN = 0x80000
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,30 @@ def api_url(cfg: InterLinkConfig) -> str:
         host = "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
     return f"{listener.scheme}://{shown}:{listener.port}"
+
+
+def api_verify(cfg: InterLinkConfig | None, url: str, ca_file: str | None = None
+               ) -> ssl.SSLContext | bool:
+    """How to check the API server's certificate at ``url``: against ``ca_file`` when given;
+    on the node itself (the config's own https listener, reached on loopback), against the
+    very certificate the server is configured with (``TLS.CertFile``), names unchecked, since
+    that certificate names the node's public address, not 127.0.0.1; else the system store."""
+    if ca_file:
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise CLIFailure(f"--api-ca-file {ca_file}: cannot load it: {exc}", USAGE) from None
+    if cfg is None or not url.startswith("https://") or not cfg.TLS.CertFile:
+        return True
+    if urlsplit(url).hostname not in ("127.0.0.1", "::1", "localhost"):
+        return True
+    try:
+        context = ssl.create_default_context(cafile=cfg.TLS.CertFile)
+    except (OSError, ssl.SSLError):
+        return True  # not readable here: the system store, and its error if it fails
+    context.check_hostname = False
+    context.verify_flags |= PARTIAL_CHAIN
+    return context
 
 
 def vk_token_file(cfg: InterLinkConfig | None) -> str | None:

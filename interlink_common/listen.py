@@ -83,6 +83,16 @@ def parse_listener(address: str, port: int | None, tls: TLSConfig, *, key: str,
     return Listener(scheme="http", host=host, port=port)
 
 
+def tokens_in_clear_warning(listener: Listener, *, checks_tokens: bool) -> str | None:
+    """What is wrong with taking bearer tokens over plain HTTP on a network address (anyone on
+    the path reads them and runs pods as the VK), or None when the listener is fine."""
+    if listener.scheme != "http" or listener.is_local or not checks_tokens:
+        return None
+    return (f"{listener.describe()} takes the VK's bearer tokens over plain HTTP on a network "
+            "address, where anyone on the path can read and reuse them; set TLS.Enabled with "
+            "TLS.CertFile and TLS.KeyFile, or listen on loopback or a unix socket")
+
+
 def api_listener(address: str, legacy_url: str, port: int | None, tls: TLSConfig) -> Listener:
     """The API server's listener from either key generation.
 

@@ -4,7 +4,8 @@
 #   interlink-test/pause:1      a static pause binary (infra container)
 #   interlink-test/entrypoint:1 busybox with ENTRYPOINT/CMD set, for command/args semantics
 #   interlink-test/broken:1     busybox whose CMD is missing (a container that cannot start)
-#   interlink-test/python:3.11  Debian bookworm (minbase) with python3.11, `python` -> python3,
+#   interlink-test/python:3.11  Debian bookworm (minbase) with python3.11 and its venv module
+#                               (ensurepip, as the image Dockerfile needs), `python` -> python3,
 #                               bash and nginx; CMD ["python3"] (stands in for python:*-alpine)
 #   interlink-test/nginx:1      the same root filesystem; CMD nginx in the foreground
 #   interlink-test/singleuser:1 the python image with JupyterHub's single-user server
@@ -84,7 +85,7 @@ docker import --change "$label" --change 'ENTRYPOINT ["/pause"]' \
 # python and nginx: a minimal Debian root filesystem from Debian's own packages.
 debian_suite=bookworm
 debian_mirror=http://deb.debian.org/debian
-debian_packages=python3-minimal,python3.11,nginx
+debian_packages=python3-minimal,python3.11,python3.11-venv,python3-distutils,python3-lib2to3,nginx
 
 strip_rootfs() {  # what a container never needs: apt state, docs, man pages, locales, logs
   local r="$1"
