@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="NAME or NAMESPACE/NAME of a pod created with interlink create")
         return p
 
-    pod_command("status", "a table of one pod's status, or every known pod's", optional=True)
+    pod_command("status", "a table of one pod's status, or every known pod's (a pod whose "
+                "create went unanswered shows PHASE NotCreated while the node does not know "
+                "it: interlink delete forgets it)", optional=True)
     logs = pod_command("logs", "a container's log")
     logs.add_argument("container", nargs="?", metavar="CONTAINER",
                       help="default: the pod's first container")
@@ -186,7 +188,16 @@ def dispatch(ctx: commands.Context, args: argparse.Namespace) -> Coroutine[Any, 
 
 
 def describe_api_error(exc: APIError, ctx: commands.Context, config: str | None) -> CLIFailure:
-    """The words an operator needs: where, the status, the server's own message, what to do."""
+    """The words an operator needs: where, the status, the server's own message, what to do
+    (and the command's own notes, e.g. that a pod may have been created)."""
+    failure = _describe(exc, ctx, config)
+    notes = getattr(exc, "__notes__", [])
+    if notes:
+        return CLIFailure("\n".join([str(failure), *notes]), failure.code)
+    return failure
+
+
+def _describe(exc: APIError, ctx: commands.Context, config: str | None) -> CLIFailure:
     if isinstance(exc, APIUnreachable):
         where = "--url" if config is None else f"InterlinkAddress/InterlinkURL and " \
             f"InterlinkPort in {config}, or --url"
@@ -199,7 +210,8 @@ def describe_api_error(exc: APIError, ctx: commands.Context, config: str | None)
     if exc.status == 401:
         hint = ("\ngive a valid token with --token-file (or VKTokenFile in the config)"
                 if ctx.token_file else "\nthe API wants a bearer token: --token-file FILE")
-    return CLIFailure(f"{exc.route}: refused with HTTP {exc.status}: {exc.message}{hint}")
+    verb = "answered" if exc.status == 200 else "refused with"  # 200: an unreadable answer
+    return CLIFailure(f"{exc.route}: {verb} HTTP {exc.status}: {exc.message}{hint}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,15 +9,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
-from interlink_common.api_client import APIError, InterLinkClient
+from interlink_common.api_client import APIError, APIUnreachable, InterLinkClient
 from interlink_common.plugin_auth import TokenFile, TokenFileError
+from interlink_common.wire import PodStatus
 
 from . import output
 from .endpoints import Sidecar
 from .errors import UNREACHABLE, USAGE, CLIFailure
 from .pods_file import load_create_request
-from .state import PodState, as_pod, pod_key
+from .state import PENDING, PodState, as_pod, pod_key
 
 # The API answers /delete once the containers are gone, after their grace period (30 s by
 # default, more when the pod asks): wait well past it rather than the client's default.
@@ -42,6 +44,11 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def warn(text: str) -> None:
+    """A note on stderr, beside what the command prints."""
+    print(f"interlink: {text}", file=sys.stderr, flush=True)
+
+
 async def ping(ctx: Context) -> int:
     async with ctx.client() as client:
         answer = await client.ping()
@@ -55,23 +62,74 @@ async def ping(ctx: Context) -> int:
     return 0
 
 
+def maybe_created(key: str, uid: str) -> str:
+    """What to do when /create went unanswered: the pod may be on the node."""
+    return (f"the API may have created pod {key} (uid {uid}); it stays remembered as pending: "
+            f"check with `interlink status {key}`, remove it with `interlink delete {key}`")
+
+
+def nothing_created(exc: BaseException) -> bool:
+    """Whether a failed /create certainly made no pod: it was never sent (a local problem,
+    no connection), or the answer is a 3xx or 4xx (the API and the plugin check everything
+    before creating anything). No answer, a 5xx (the API's plugin call may have timed out
+    while the plugin went on) or an unreadable 200 leave the outcome unknown."""
+    if isinstance(exc, ValidationError):
+        return True
+    if isinstance(exc, APIUnreachable):
+        return not exc.sent
+    if isinstance(exc, APIError):
+        return exc.status != 200 and exc.status < 500
+    return False
+
+
+def already_exists(key: str, held: dict[str, Any]) -> str:
+    pending = (f"; its create was never answered: `interlink status {key}` says whether the "
+               "node has it") if held.get(PENDING) else ""
+    return (f"pod {key} already exists (uid {held['uid']}{pending}); "
+            f"delete it first: interlink delete {key}")
+
+
 async def create(ctx: Context, files: list[str], configmaps: list[str],
                  secrets: list[str]) -> int:
     request = load_create_request(files, configmaps, secrets)
     key = pod_key(request.namespace, request.name)
-    known = ctx.state.load().get(key)
-    if known is not None:
+    # Remembered (pending) before it is sent: if the answer is lost, the pod may run on the
+    # node, and status, logs and delete must still find it by name.
+    held = ctx.state.claim({
+        "name": request.name, "namespace": request.namespace, "uid": request.uid,
+        "containers": request.container_names(), PENDING: True,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    if held is not None:
         # Two pods under one name would leave the first one unreachable by name.
-        raise CLIFailure(f"pod {key} already exists (uid {known['uid']}); "
-                         f"delete it first: interlink delete {key}")
-    async with ctx.client() as client:
-        await client.create(request.pod, configmaps=request.configmaps,
-                            secrets=request.secrets)
-    ctx.state.remember({"name": request.name, "namespace": request.namespace,
-                        "uid": request.uid, "containers": request.container_names(),
-                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        raise CLIFailure(already_exists(key, held))
+    try:
+        async with ctx.client() as client:
+            await client.create(request.pod, configmaps=request.configmaps,
+                                secrets=request.secrets)
+    except BaseException as exc:
+        if nothing_created(exc):
+            ctx.state.forget(key, request.uid)
+        elif isinstance(exc, APIError):
+            exc.add_note(maybe_created(key, request.uid))
+        else:  # Ctrl-C or a crash mid-call: no message would say why the entry stays
+            warn(maybe_created(key, request.uid))
+        raise
+    ctx.state.settle(key, request.uid)
     say(f"pod {key} created (uid {request.uid})")
     return 0
+
+
+def settle_pending(ctx: Context, entry: dict[str, Any], found: PodStatus | None) -> str | None:
+    """A pending entry once the API has been asked: the pod is on the node (the mark goes),
+    or it is not, and the note says how to forget it."""
+    key = pod_key(entry["namespace"], entry["name"])
+    if output.on_node(found):
+        ctx.state.settle(key, entry["uid"])
+        entry.pop(PENDING, None)
+        return None
+    return (f"pod {key} (uid {entry['uid']}) is not on the node: its create (sent "
+            f"{entry.get('created') or 'earlier'}) went unanswered and the pod was never created "
+            f"(or not yet); `interlink delete {key}` forgets it, then create it again")
 
 
 async def status(ctx: Context, ref: str | None, namespace: str) -> int:
@@ -86,8 +144,12 @@ async def status(ctx: Context, ref: str | None, namespace: str) -> int:
     async with ctx.client() as client:
         found = await client.status([as_pod(e) for e in entries])
     by_uid = {s.UID: s for s in found}
+    notes = [note for e in entries if e.get(PENDING)
+             and (note := settle_pending(ctx, e, by_uid.get(e["uid"]))) is not None]
     rows = [output.status_row(e, by_uid.get(e["uid"])) for e in entries]
     say(output.table(output.STATUS_HEADERS, rows))
+    for note in notes:
+        warn(note)
     return 0
 
 

@@ -10,6 +10,11 @@ from docker_sidecar.status import phase_of
 from interlink_common.wire import ContainerStatus, PodStatus
 
 NOT_ON_NODE = "NotOnNode"
+# A pending entry (its create unanswered) that the node does not know.
+NOT_CREATED = "NotCreated"
+# The reason our sidecar gives every container of a pod it does not know (other plugins leave
+# the pod out of the answer).
+NOT_FOUND_REASON = "NotFound"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -29,6 +34,16 @@ def phase(status: PodStatus | None) -> str:
     if not status.containers and not status.initContainers:
         return "Pending"  # nothing reported yet
     return phase_of(status)
+
+
+def on_node(status: PodStatus | None) -> bool:
+    """Whether the node knows the pod: it answered for it, and not only with NotFound."""
+    if status is None:
+        return False
+    every = (status.containers or []) + (status.initContainers or [])
+    return not every or not all(c.state.terminated is not None
+                                and c.state.terminated.reason == NOT_FOUND_REASON
+                                for c in every)
 
 
 def container_state(c: ContainerStatus) -> str:
@@ -71,7 +86,8 @@ def status_row(entry: dict[str, Any], status: PodStatus | None) -> list[str]:
     restarts = sum(c.restartCount for c in containers + init)
     states = [f"init:{c.name}={container_state(c)}" for c in init] + \
         [f"{c.name}={container_state(c)}" for c in containers]
-    return [entry["namespace"], entry["name"], phase(status), ready, str(restarts),
+    shown = NOT_CREATED if entry.get("pending") and not on_node(status) else phase(status)
+    return [entry["namespace"], entry["name"], shown, ready, str(restarts),
             age(entry.get("created")), "; ".join(states) or "-"]
 
 

@@ -2,20 +2,29 @@
 
 The API has no call that lists pods, so ``status`` without a pod, and every command given a
 pod's name, look it up here. The file maps ``"ns/name"`` to the pod's metadata (name, namespace,
-uid) plus its container names and when it was created.
+uid) plus its container names and when it was created; ``"pending": true`` while its
+``/create`` has not been answered (sent, or about to be, or its answer lost).
+
+Every change is a read-modify-write under an advisory lock (``pods.json.lock`` next to the
+file), so two commands at once never lose each other's entries; reads take no lock, since the
+file is only ever replaced whole.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import USAGE, CLIFailure
 
 ENV_PATH = "INTERLINK_CLI_STATE"
+PENDING = "pending"
 
 
 def default_path() -> Path:
@@ -68,15 +77,61 @@ class PodState:
         except OSError as exc:
             raise CLIFailure(f"cannot write the state file {self.path}: {exc}", USAGE) from None
 
-    def remember(self, entry: dict[str, Any]) -> None:
-        pods = self.load()
-        pods[pod_key(entry["namespace"], entry["name"])] = entry
-        self.save(pods)
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
-    def forget(self, key: str) -> None:
-        pods = self.load()
-        if pods.pop(key, None) is not None:
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """The pods, read under the lock held until the block ends: a change made by another
+        command in between would otherwise be overwritten."""
+        fd = -1
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+            raise CLIFailure(f"cannot lock the state file with {self.lock_path}: {exc}",
+                             USAGE) from None
+        try:
+            yield self.load()
+        finally:
+            os.close(fd)  # releases the lock
+
+    def remember(self, entry: dict[str, Any]) -> None:
+        with self._locked() as pods:
+            pods[pod_key(entry["namespace"], entry["name"])] = entry
             self.save(pods)
+
+    def claim(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Remember ``entry`` unless its name is taken; the entry holding the name if it is.
+        One check and write under the lock, so two creates of one name cannot both win."""
+        key = pod_key(entry["namespace"], entry["name"])
+        with self._locked() as pods:
+            if key in pods:
+                return pods[key]
+            pods[key] = entry
+            self.save(pods)
+        return None
+
+    def settle(self, key: str, uid: str) -> None:
+        """The API has the pod: drop its pending mark. An entry forgotten meanwhile (a
+        ``delete`` ran), or since holding another uid, is left as it is."""
+        with self._locked() as pods:
+            entry = pods.get(key)
+            if entry is not None and entry.get("uid") == uid and PENDING in entry:
+                del entry[PENDING]
+                self.save(pods)
+
+    def forget(self, key: str, uid: str | None = None) -> None:
+        """Drop the entry (only if it still has ``uid``, when given)."""
+        with self._locked() as pods:
+            entry = pods.get(key)
+            if entry is not None and (uid is None or entry.get("uid") == uid):
+                del pods[key]
+                self.save(pods)
 
     def find(self, ref: str, namespace: str) -> dict[str, Any]:
         """The entry for ``name`` (in ``namespace``) or ``ns/name``; a clear failure when this

@@ -46,8 +46,11 @@ class APIError(Exception):
 class APIUnreachable(APIError):
     """The API server could not be reached, or did not answer in time."""
 
-    def __init__(self, route: str, message: str) -> None:
+    def __init__(self, route: str, message: str, *, sent: bool = True) -> None:
         super().__init__(route, 0, message)
+        # False when no connection was made: the server cannot have acted on the call (a
+        # caller of /create then knows no pod was made).
+        self.sent = sent
 
 
 class InterLinkClient:
@@ -189,7 +192,9 @@ class InterLinkClient:
     def _unreachable(self, route: str, exc: httpx.HTTPError) -> APIUnreachable:
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         return APIUnreachable(route, f"call to {self.url}{route} {kind}: "
-                              f"{exc or type(exc).__name__}")
+                              f"{exc or type(exc).__name__}",
+                              sent=not isinstance(exc, (httpx.ConnectError,
+                                                        httpx.ConnectTimeout)))
 
     @staticmethod
     def _json(reply: httpx.Response, route: str) -> Any:

@@ -9,10 +9,12 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -329,3 +331,152 @@ def test_the_readmes_examples(stack: Stack) -> None:
     ok(cli(stack, "delete", "notebook"))
     assert home.is_dir()  # the home outlives the pod
     assert "default/notebook" not in ok(cli(stack, "gpus"))
+
+
+# --- a lost /create answer ------------------------------------------------------------------
+
+
+@dataclass
+class LossyAPI:
+    """A real HTTP server standing in for the API: ``/create`` answers as ``answer`` says
+    (``"drop"``: the pod is made, then the connection closes unanswered; a status code: that
+    answer, the pod made only when ``makes`` is true); ``/status`` and ``/delete`` answer
+    from the pods made."""
+
+    answer: str | int = "drop"
+    makes: bool = True
+    pods: dict[str, dict] = field(default_factory=dict)
+    creates: int = 0
+
+    def serve(self) -> tuple[ThreadingHTTPServer, str]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def body(self) -> object:
+                return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+            def reply(self, code: int, data: object) -> None:
+                out = json.dumps(data).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_POST(self) -> None:  # /create
+                pod = self.body()["pod"]
+                api.creates += 1
+                if api.answer == "drop" or api.makes:
+                    api.pods[pod["metadata"]["uid"]] = pod
+                if api.answer == "drop":
+                    self.close_connection = True  # read, acted on, never answered
+                    return
+                self.reply(int(api.answer), "plugin answered: no" if api.answer != 200 else
+                           {"PodUID": pod["metadata"]["uid"], "PodJID": "j"})
+
+            def do_GET(self) -> None:  # /status
+                self.reply(200, [{"name": p["metadata"]["name"], "UID": uid,
+                                  "namespace": p["metadata"]["namespace"], "containers": [
+                                      {"name": "main", "ready": True,
+                                       "state": {"running": {}}}]}
+                                 for uid, p in api.pods.items()
+                                 if uid in {q["metadata"]["uid"] for q in self.body()}])
+
+            def do_DELETE(self) -> None:  # /delete
+                api.pods.pop(self.body()["metadata"]["uid"], None)
+                self.reply(200, "deleted")
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def lossy(tmp_path: Path) -> Iterator[tuple[LossyAPI, str]]:
+    api = LossyAPI()
+    server, url = api.serve()
+    yield api, url
+    server.shutdown()
+    server.server_close()
+
+
+LOST_POD = f"kind: Pod\nmetadata: {{name: lost}}\nspec: {{containers: [{{name: main, image: " \
+    f"{BUSYBOX}}}]}}\n"
+
+
+def cli_at(url: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with --url only (no config), its state file in ``tmp``."""
+    return subprocess.run([sys.executable, "-m", "interlink_cli", "--url", url, *args],
+                          capture_output=True, text=True, timeout=60,
+                          env=env_for_children(INTERLINK_CLI_STATE=str(tmp / "pods.json")))
+
+
+def remembered(tmp: Path) -> dict:
+    path = tmp / "pods.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_a_lost_create_answer_keeps_the_pod_findable(lossy: tuple[LossyAPI, str],
+                                                     tmp_path: Path) -> None:
+    api, url = lossy
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(LOST_POD)
+    err = failed(cli_at(url, tmp_path, "create", "-f", str(pod_file)), 3)
+    [uid] = api.pods
+    assert f"cannot reach the interLink API at {url}" in err
+    assert f"the API may have created pod default/lost (uid {uid})" in err
+    assert "`interlink status default/lost`" in err and "`interlink delete default/lost`" in err
+    entry = remembered(tmp_path)["default/lost"]
+    assert entry["uid"] == uid and entry["pending"] is True
+
+    again = failed(cli_at(url, tmp_path, "create", "-f", str(pod_file)), 1)
+    assert "already exists" in again and "never answered" in again and api.creates == 1
+
+    row = ok(cli_at(url, tmp_path, "status", "lost")).splitlines()[1]
+    assert row.split()[:4] == ["default", "lost", "Running", "1/1"]
+    assert "pending" not in remembered(tmp_path)["default/lost"]  # the node has it
+
+    assert ok(cli_at(url, tmp_path, "delete", "lost")) == f"pod default/lost deleted (uid {uid})\n"
+    assert remembered(tmp_path) == {} and api.pods == {}
+
+
+def test_an_unanswered_create_the_node_never_made(lossy: tuple[LossyAPI, str],
+                                                   tmp_path: Path) -> None:
+    api, url = lossy
+    api.answer, api.makes = 500, False  # as the API answers when its plugin call timed out
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(LOST_POD)
+    err = failed(cli_at(url, tmp_path, "create", "-f", str(pod_file)), 1)
+    assert "/create: refused with HTTP 500" in err and "the API may have created" in err
+    assert remembered(tmp_path)["default/lost"]["pending"] is True
+
+    shown = cli_at(url, tmp_path, "status")
+    assert ok(shown).splitlines()[1].split()[:3] == ["default", "lost", "NotCreated"]
+    assert "pod default/lost" in shown.stderr and "was never created" in shown.stderr
+    assert "`interlink delete default/lost` forgets it" in shown.stderr
+    assert remembered(tmp_path)["default/lost"]["pending"] is True  # forgotten only when asked
+
+    ok(cli_at(url, tmp_path, "delete", "default/lost"))
+    assert remembered(tmp_path) == {}
+    api.answer = 200
+    assert "created" in ok(cli_at(url, tmp_path, "create", "-f", str(pod_file)))
+    assert "pending" not in remembered(tmp_path)["default/lost"]
+
+
+def test_a_refused_or_unsent_create_is_forgotten(lossy: tuple[LossyAPI, str],
+                                                  tmp_path: Path) -> None:
+    api, url = lossy
+    api.answer, api.makes = 422, False
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(LOST_POD)
+    err = failed(cli_at(url, tmp_path, "create", "-f", str(pod_file)), 1)
+    assert "refused with HTTP 422" in err and "may have created" not in err
+    assert remembered(tmp_path) == {}
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: nothing was sent
+    err = failed(cli_at(closed, tmp_path, "create", "-f", str(pod_file)), 3)
+    assert f"cannot reach the interLink API at {closed}" in err
+    assert "may have created" not in err and remembered(tmp_path) == {}

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import stat
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from interlink_cli.commands import nothing_created
 from interlink_cli.endpoints import api_url, sidecar, vk_token_file
 from interlink_cli.errors import USAGE, CLIFailure
-from interlink_cli.output import age, phase, table
+from interlink_cli.output import NOT_CREATED, age, on_node, phase, status_row, table
 from interlink_cli.pods_file import load_create_request
 from interlink_cli.state import PodState
+from interlink_common.api_client import APIError, APIUnreachable
 from interlink_common.config import InterLinkConfig
 from interlink_common.wire import PodStatus
 
@@ -81,10 +86,99 @@ def test_the_state_file_is_private_and_atomic(tmp_path: Path) -> None:
     state.remember({"name": "p", "namespace": "n", "uid": "u"})
     assert (state.path.stat().st_mode & 0o777) == 0o600
     assert state.find("p", "n")["uid"] == "u" and state.find("n/p", "other")["uid"] == "u"
-    assert list(state.path.parent.iterdir()) == [state.path]  # no temporary file left
+    # No temporary file left; the lock beside it, as private as the state.
+    assert sorted(state.path.parent.iterdir()) == [state.path, state.lock_path]
+    assert stat.S_IMODE(state.lock_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.path.parent.stat().st_mode) == 0o700
     state.forget("n/p")
     with pytest.raises(CLIFailure, match="n/p is not known"):
         state.find("p", "n")
+
+
+def remember_many(path: Path, worker: int, count: int, start: Any) -> None:
+    """One of several processes remembering pods of its own at the same time."""
+    state = PodState(path)
+    start.wait()
+    for i in range(count):
+        state.remember({"name": f"p{worker}-{i}", "namespace": "n", "uid": f"u{worker}-{i}"})
+
+
+def claim_one(path: Path, worker: int, start: Any, won: Any) -> None:
+    start.wait()
+    if PodState(path).claim({"name": "same", "namespace": "n", "uid": f"u{worker}"}) is None:
+        with won.get_lock():
+            won.value += 1
+
+
+def run_all(target: Any, args: list[tuple[Any, ...]]) -> None:
+    procs = [FORK.Process(target=target, args=a) for a in args]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0, p
+
+
+FORK = multiprocessing.get_context("fork")
+WORKERS = 6
+
+
+def test_changes_made_at_once_lose_no_entry(tmp_path: Path) -> None:
+    path = tmp_path / "pods.json"
+    start = FORK.Barrier(WORKERS)
+    run_all(remember_many, [(path, w, 25, start) for w in range(WORKERS)])
+    assert len(PodState(path).load()) == WORKERS * 25
+
+
+def test_one_name_is_claimed_once(tmp_path: Path) -> None:
+    path = tmp_path / "pods.json"
+    start, won = FORK.Barrier(WORKERS), FORK.Value("i", 0)
+    run_all(claim_one, [(path, w, start, won) for w in range(WORKERS)])
+    assert won.value == 1 and list(PodState(path).load()) == ["n/same"]
+
+
+def test_a_pending_entry_settles_or_is_forgotten_by_uid(tmp_path: Path) -> None:
+    state = PodState(tmp_path / "pods.json")
+    entry = {"name": "p", "namespace": "n", "uid": "u", "pending": True}
+    assert state.claim(entry) is None
+    assert state.claim({**entry, "uid": "v"}) == entry  # the name is held, pending or not
+    state.settle("n/p", "other-uid")
+    assert state.find("n/p", "")["pending"] is True
+    state.settle("n/p", "u")
+    assert "pending" not in state.find("n/p", "")
+    state.forget("n/p", "other-uid")
+    assert state.find("n/p", "")["uid"] == "u"
+    state.forget("n/p", "u")
+    assert state.load() == {}
+
+
+@pytest.mark.parametrize(("exc", "nothing"), [
+    (APIUnreachable("/create", "connection refused", sent=False), True),
+    (APIError("(token)", 0, "cannot read the token file"), True),
+    (APIError("/create", 422, "privileged"), True),
+    (APIError("/create", 401, "unauthorized"), True),
+    (APIError("/create", 307, "elsewhere"), True),
+    (APIUnreachable("/create", "timed out"), False),
+    (APIError("/create", 500, "plugin timed out"), False),
+    (APIError("/create", 504, "gateway timeout"), False),
+    (APIError("/create", 200, "the answer is not JSON"), False),
+    (KeyboardInterrupt(), False),
+])
+def test_which_failed_creates_certainly_made_no_pod(exc: BaseException, nothing: bool) -> None:
+    assert nothing_created(exc) is nothing
+
+
+def test_a_pending_pod_the_node_does_not_know_is_not_created() -> None:
+    gone = PodStatus.model_validate({"UID": "u", "containers": [{"name": "c", "state": {
+        "terminated": {"exitCode": 137, "reason": "NotFound"}}}]})
+    running = PodStatus.model_validate({"UID": "u", "containers": [
+        {"name": "c", "state": {"running": {}}}]})
+    assert [on_node(s) for s in (None, gone, running)] == [False, False, True]
+    pending = {"name": "p", "namespace": "n", "uid": "u", "pending": True}
+    assert status_row(pending, None)[2] == NOT_CREATED
+    assert status_row(pending, gone)[2] == NOT_CREATED
+    assert status_row(pending, running)[2] == "Running"
+    assert status_row({**pending, "pending": False}, None)[2] == "NotOnNode"
 
 
 def test_phases_and_ages_as_kubectl_shows_them() -> None:
