@@ -25,7 +25,7 @@ from interlink_common.program import package_version
 
 from . import commands
 from .doctor import doctor
-from .endpoints import api_url, read_config, sidecar, vk_token_file
+from .endpoints import api_url, api_verify, read_config, sidecar, vk_token_file
 from .errors import UNREACHABLE, USAGE, CLIFailure
 from .pods_file import DEFAULT_NAMESPACE
 from .state import PodState
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "and InterlinkPort")
     parser.add_argument("--token-file", help="file holding the bearer token (default: the "
                         "config's VKTokenFile, if any)")
+    parser.add_argument("--api-ca-file", metavar="FILE", help="CA bundle of the API server's "
+                        "HTTPS certificate, when a private CA signed it (default: the CAs "
+                        "Python trusts)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -153,6 +156,7 @@ def context(args: argparse.Namespace) -> commands.Context:
         url = api_url(cfg)
     return commands.Context(
         url=url, token_file=args.token_file or vk_token_file(cfg), state=PodState(),
+        verify=api_verify(args.api_ca_file),
         sidecar=sidecar(cfg) if cfg is not None and args.command == "gpus" else None)
 
 
@@ -198,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "token":
             sys.exit(token_command(args))
         if args.command == "doctor":
-            sys.exit(asyncio.run(doctor(args.config, args.url, args.token_file)))
+            sys.exit(asyncio.run(doctor(args.config, args.url, args.token_file,
+                                            api_verify(args.api_ca_file))))
         ctx = context(args)
         code = asyncio.run(dispatch(ctx, args))
     except CLIFailure as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,9 +32,10 @@ class Context:
     token_file: str | None
     state: PodState
     sidecar: Sidecar | None = None
+    verify: ssl.SSLContext | bool = True  # the API's CA for an https URL (--api-ca-file)
 
     def client(self) -> InterLinkClient:
-        return InterLinkClient(self.url, token_file=self.token_file)
+        return InterLinkClient(self.url, token_file=self.token_file, verify=self.verify)
 
 
 def say(text: str) -> None:

@@ -9,6 +9,7 @@ one to fix.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -89,12 +90,12 @@ async def _gpus(sc: Sidecar) -> str:
             f"{report.get('free', 0)} free{extra}")
 
 
-async def _api(url: str) -> str:
+async def _api(url: str, verify: ssl.SSLContext | bool) -> str:
     transport = httpx.AsyncHTTPTransport(uds=url[len("unix://"):]) \
         if url.startswith("unix://") else None
     base = "http://interlink" if transport else url
     async with httpx.AsyncClient(base_url=base, transport=transport, timeout=15,
-                                 trust_env=False) as http:
+                                 verify=verify, trust_env=False) as http:
         try:
             health = await http.get("/healthz")
             ready = await http.get("/readyz")
@@ -110,9 +111,10 @@ async def _api(url: str) -> str:
     return f"interlink-api answers at {url} and reaches its plugin"
 
 
-async def _token(url: str, token_file: str | None) -> str:
+async def _token(url: str, token_file: str | None, verify: ssl.SSLContext | bool) -> str:
     try:
-        async with InterLinkClient(url, token_file=token_file, timeout=15) as client:
+        async with InterLinkClient(url, token_file=token_file, timeout=15,
+                                   verify=verify) as client:
             answer = await client.ping()
     except APIUnreachable as exc:
         raise Problem(exc.message) from None
@@ -128,7 +130,8 @@ async def _token(url: str, token_file: str | None) -> str:
     return f"the API accepts the token in {token_file}; /pinglink: {answer.status}"
 
 
-async def doctor(config: str | None, url: str | None, token_file: str | None) -> int:
+async def doctor(config: str | None, url: str | None, token_file: str | None,
+                 verify: ssl.SSLContext | bool = True) -> int:
     """Print one line per part; 0 when every part is OK, else 1."""
     path = resolve_path(config)
     try:
@@ -145,8 +148,8 @@ async def doctor(config: str | None, url: str | None, token_file: str | None) ->
         ("docker", _docker, None),
         ("sidecar", lambda: _sidecar(sc), "docker"),
         ("gpus", lambda: _gpus(sc), "sidecar"),
-        ("api", lambda: _api(where), None),
-        ("token", lambda: _token(where, token_file), "api"),
+        ("api", lambda: _api(where, verify), None),
+        ("token", lambda: _token(where, token_file, verify), "api"),
     ]
     failed: set[str] = set()
     for part, check, needs in checks:

@@ -56,6 +56,17 @@ def api_url(cfg: InterLinkConfig) -> str:
     return f"{listener.scheme}://{shown}:{listener.port}"
 
 
+def api_verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """How the API server's HTTPS certificate is checked: against ``--api-ca-file`` when given,
+    else the CAs Python trusts."""
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CLIFailure(f"--api-ca-file: cannot load {ca_file}: {exc}", USAGE) from None
+
+
 def vk_token_file(cfg: InterLinkConfig | None) -> str | None:
     """The VK's ``VKTokenFile``: a key of the VK's that the loader keeps but does not model."""
     if cfg is None:

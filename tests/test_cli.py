@@ -304,6 +304,43 @@ def test_doctor_names_each_broken_part(stack: Stack) -> None:
     assert "not-a-valid-token" not in result.stdout + result.stderr
 
 
+def test_doctor_against_an_https_api_with_a_private_ca(stack: Stack) -> None:
+    # As docs/INSTALL.md sets a node up: HTTPS with a self-signed certificate, which the CLI
+    # only trusts when given it (--api-ca-file); the token check goes over the same TLS.
+    from oidc_issuer import _self_signed_cert
+
+    folder = stack.tmp / "tls"
+    folder.mkdir()
+    cert, key = _self_signed_cert(str(folder), "127.0.0.1")
+    issuer = start_issuer()
+    host, port = stack.sidecar.proc.base.rsplit(":", 1)
+    api = start_api(stack.tmp, {
+        "InterlinkAddress": "https://127.0.0.1", "InterlinkPort": free_port(),
+        "SidecarURL": host, "SidecarPort": int(port),
+        "TLS": {"Enabled": True, "CertFile": cert, "KeyFile": key},
+        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
+                 "RequiredGroup": "/interlink"}}, name="https-api", wait=False)
+    try:
+        token = stack.tmp / "https-token"
+        token.write_text(issuer.token(GROUPS) + "\n")
+        args = ("--url", api.base, "--token-file", str(token))
+        deadline = time.monotonic() + 20
+        while "FAIL interlink-api does not answer" in (
+                v := verdicts(cli(stack, *args, "--api-ca-file", cert, "doctor").stdout))["api"]:
+            assert time.monotonic() < deadline, v
+            time.sleep(0.3)
+        assert all(x.startswith("OK") for x in v.values()), v
+        assert v["token"].startswith(f"OK the API accepts the token in {token}")
+        v = verdicts(cli(stack, *args, "doctor").stdout)
+        assert v["api"].startswith("FAIL") and "CERTIFICATE_VERIFY_FAILED" in v["api"], v
+        result = cli(stack, *args, "--api-ca-file", str(stack.tmp / "none.pem"), "doctor")
+        assert failed(result, 2).startswith("interlink: --api-ca-file: cannot load")
+        ok(cli(stack, *args, "--api-ca-file", cert, "ping"))
+    finally:
+        api.stop()
+        issuer.stop()
+
+
 EXAMPLES = ROOT / "examples"
 
 
