@@ -35,6 +35,12 @@ FOREIGN_KEYS = frozenset({
 })
 
 
+# Sections of the shared file that another program of this project owns and validates (the
+# sidecar's policy): a program that does not model them (the API server, the CLI) leaves them
+# alone, without calling them unknown.
+PROGRAM_SECTIONS = frozenset({"Sidecar"})
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and the file."""
 
@@ -225,6 +231,8 @@ def _warn_unknown(raw: dict[str, Any], model: type[BaseModel], path: Path) -> No
         if key in FOREIGN_KEYS:
             continue
         if key not in known:
+            if key in PROGRAM_SECTIONS:
+                continue
             hint = difflib.get_close_matches(str(key), sorted(known), n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
             log.warning("%s: unknown key %r is ignored%s", path, key, suffix)

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fake_gpus import dockerd_can_do_gpus, nvml_env
 from kube import BUSYBOX
@@ -304,6 +305,60 @@ def test_doctor_names_each_broken_part(stack: Stack) -> None:
     v = verdicts(result.stdout)
     assert v["token"].startswith(f"FAIL the API refused the token in {bad}")
     assert "not-a-valid-token" not in result.stdout + result.stderr
+
+
+def test_doctor_against_an_https_api_with_a_private_ca(stack: Stack) -> None:
+    # As docs/INSTALL.md sets a node up: HTTPS with a self-signed certificate, which the CLI
+    # only trusts when given it (--api-ca-file); the token check goes over the same TLS.
+    from oidc_issuer import _self_signed_cert
+
+    folder = stack.tmp / "tls"
+    folder.mkdir()
+    cert, key = _self_signed_cert(str(folder), "127.0.0.1")
+    issuer = start_issuer()
+    host, port = stack.sidecar.proc.base.rsplit(":", 1)
+    api = start_api(stack.tmp, {
+        "InterlinkAddress": "https://127.0.0.1", "InterlinkPort": free_port(),
+        "SidecarURL": host, "SidecarPort": int(port),
+        "TLS": {"Enabled": True, "CertFile": cert, "KeyFile": key},
+        "OIDC": {"Issuer": issuer.url, "Audience": "users", "GroupsClaim": "wlcg.groups",
+                 "RequiredGroup": "/interlink"}}, name="https-api", wait=False)
+    try:
+        token = stack.tmp / "https-token"
+        token.write_text(issuer.token(GROUPS) + "\n")
+        args = ("--url", api.base, "--token-file", str(token))
+        deadline = time.monotonic() + 20
+        while "FAIL interlink-api does not answer" in (
+                v := verdicts(cli(stack, *args, "--api-ca-file", cert, "doctor").stdout))["api"]:
+            assert time.monotonic() < deadline, v
+            time.sleep(0.3)
+        assert all(x.startswith("OK") for x in v.values()), v
+        assert v["token"].startswith(f"OK the API accepts the token in {token}")
+        v = verdicts(cli(stack, *args, "doctor").stdout)
+        assert v["api"].startswith("FAIL") and "CERTIFICATE_VERIFY_FAILED" in v["api"], v
+        result = cli(stack, *args, "--api-ca-file", str(stack.tmp / "none.pem"), "doctor")
+        assert failed(result, 2).startswith("interlink: --api-ca-file: cannot load")
+        ok(cli(stack, *args, "--api-ca-file", cert, "ping"))
+        # On the node itself, from the server's own config: its TLS.CertFile is trusted on
+        # loopback, no flag needed; another certificate there is refused.
+        node = write_config(stack.tmp / "https-node.yaml", {
+            "InterlinkAddress": "https://0.0.0.0",
+            "InterlinkPort": int(api.base.rsplit(":", 1)[1]),
+            "TLS": {"Enabled": True, "CertFile": cert, "KeyFile": key},
+            "SidecarURL": host, "SidecarPort": int(port), "VKTokenFile": str(token)})
+        v = verdicts(cli(stack, "--config", str(node), "doctor", config=False).stdout)
+        assert all(x.startswith("OK") for x in v.values()), v
+        assert "https://127.0.0.1:" in v["api"], v
+        (stack.tmp / "other").mkdir()
+        other, _ = _self_signed_cert(str(stack.tmp / "other"), "127.0.0.1")
+        impostor = write_config(stack.tmp / "https-other.yaml", {
+            **yaml.safe_load(node.read_text()), "TLS": {"Enabled": True, "CertFile": other,
+                                                         "KeyFile": key}})
+        v = verdicts(cli(stack, "--config", str(impostor), "doctor", config=False).stdout)
+        assert "CERTIFICATE_VERIFY_FAILED" in v["api"], v
+    finally:
+        api.stop()
+        issuer.stop()
 
 
 EXAMPLES = ROOT / "examples"

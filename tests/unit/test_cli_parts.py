@@ -195,3 +195,22 @@ def test_phases_and_ages_as_kubectl_shows_them() -> None:
     assert age((now - timedelta(seconds=75)).isoformat(), now) == "1m"
     assert age((now - timedelta(hours=50)).isoformat(), now) == "2d" and age(None) == "-"
     assert table(("A", "LONGER"), [["xyz", 1]]) == "A     LONGER\nxyz   1"
+
+
+def test_the_apis_ca_file_is_loaded_or_refused_by_name(tmp_path: Path) -> None:
+    import ssl
+
+    from interlink_cli.endpoints import api_verify
+
+    assert api_verify(None, "https://node.example.org:3000") is True
+    with pytest.raises(CLIFailure) as err:
+        api_verify(None, "https://node.example.org:3000", str(tmp_path / "missing.pem"))
+    assert err.value.code == USAGE and "--api-ca-file" in str(err.value)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(CLIFailure, match="bad.pem"):
+        api_verify(None, "https://node.example.org:3000", str(bad))
+    import certifi  # httpx's own CA bundle: a file of real CA certificates
+
+    assert isinstance(api_verify(None, "https://node.example.org:3000", certifi.where()),
+                      ssl.SSLContext)

@@ -151,3 +151,17 @@ def test_shipped_configs_load_without_warnings(name, caplog):
     cfg = load_config(str(path), extra_sections={"Sidecar": SidecarPolicy})
     assert caplog.records == []
     assert cfg.sidecar_base.startswith("http://127.0.0.1")
+
+
+def test_the_sidecars_section_is_left_alone_by_programs_that_do_not_model_it(tmp_path, caplog):
+    # One file for both programs: the API server and the CLI read it without the sidecar's
+    # policy, and must not call its section unknown; the sidecar still warns about its keys.
+    from docker_sidecar.policy import SidecarPolicy
+
+    caplog.set_level(logging.WARNING, logger="interlink.config")
+    path = write(tmp_path, CURRENT + "Sidecar:\n  PidsLimt: 5\n")
+    load_config(path)
+    assert caplog.records == []
+    load_config(path, extra_sections={"Sidecar": SidecarPolicy})
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: unknown key Sidecar.PidsLimt is ignored (did you mean 'PidsLimit'?)"]
