@@ -69,7 +69,7 @@ def api_verify(cfg: InterLinkConfig | None, url: str, ca_file: str | None = None
         try:
             return ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise CLIFailure(f"--api-ca-file {ca_file}: cannot load it: {exc}", USAGE) from None
+            raise CLIFailure(f"--api-ca-file: cannot load {ca_file}: {exc}", USAGE) from None
     if cfg is None or not url.startswith("https://") or not cfg.TLS.CertFile:
         return True
     if urlsplit(url).hostname not in ("127.0.0.1", "::1", "localhost"):

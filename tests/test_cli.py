@@ -271,6 +271,20 @@ def test_doctor_on_a_healthy_node(stack: Stack) -> None:
     assert "2 GPUs through NVML" in v["gpus"] and str(stack.tmp / "vk-token") in v["token"]
 
 
+def test_health_checks_each_service_where_the_config_says(stack: Stack) -> None:
+    assert ok(cli(stack, "health", "api")).startswith("API server at http://127.0.0.1:")
+    assert "healthy" in ok(cli(stack, "health", "sidecar"))
+    # The sidecar gone from where the config says: both unhealthy, exit 1, in words.
+    moved = stack.tmp / "health-moved.yaml"
+    port = stack.sidecar.proc.base.rsplit(":", 1)[1]
+    moved.write_text(stack.config.read_text().replace(f"SidecarPort: {port}",
+                                                      f"SidecarPort: {free_port()}"))
+    result = cli(stack, "--config", str(moved), "health", "sidecar", config=False)
+    assert result.returncode == 1 and "cannot reach the sidecar" in result.stdout, result
+    # Outside a container of ours, the service must be named.
+    assert "name the service" in failed(cli(stack, "health"), 2)
+
+
 def test_doctor_names_each_broken_part(stack: Stack) -> None:
     # No config there.
     result = cli(stack, "--config", str(stack.tmp / "nope.yaml"), "doctor", config=False)

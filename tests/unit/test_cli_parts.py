@@ -214,3 +214,30 @@ def test_the_apis_ca_file_is_loaded_or_refused_by_name(tmp_path: Path) -> None:
 
     assert isinstance(api_verify(None, "https://node.example.org:3000", certifi.where()),
                       ssl.SSLContext)
+
+
+def test_health_tells_the_service_from_pid_1s_command_line() -> None:
+    from interlink_cli.health import service_of
+
+    assert service_of(b"/opt/interlink/bin/python\0/opt/interlink/bin/docker-sidecar\0") \
+        == "sidecar"
+    assert service_of(b"/sbin/docker-init\0--\0interlink-api\0") == "api"
+    assert service_of(b"python3\0-m\0docker_sidecar\0--config\0x.yaml\0") == "sidecar"
+    assert service_of(b"sleep\0infinity\0") is None
+    assert service_of(b"\xff\xfe\0") is None
+
+
+def test_tokens_in_clear_only_for_plain_http_on_a_network_address() -> None:
+    from interlink_common.config import TLSConfig
+    from interlink_common.listen import api_listener, tokens_in_clear_warning
+
+    def warning(address: str, *, oidc: bool = True, tls: TLSConfig | None = None) -> str | None:
+        listener = api_listener(address, "", 3000, tls or TLSConfig())
+        return tokens_in_clear_warning(listener, checks_tokens=oidc)
+
+    assert "plain HTTP" in (warning("http://0.0.0.0") or "")
+    assert "TLS.Enabled" in (warning("http://10.0.0.5") or "")
+    assert warning("http://127.0.0.1") is None
+    assert warning("unix:///run/interlink-api/api.sock") is None
+    assert warning("http://0.0.0.0", oidc=False) is None  # no tokens to leak
+    assert warning("https://0.0.0.0", tls=TLSConfig(CertFile="c", KeyFile="k")) is None
