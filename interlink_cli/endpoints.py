@@ -41,6 +41,16 @@ def read_config(path: str | None, *, required: bool) -> InterLinkConfig | None:
 def api_url(cfg: InterLinkConfig) -> str:
     """Where the API server listens, from ``InterlinkAddress`` or ``InterlinkURL`` with
     ``InterlinkPort``, as the server itself derives it (``listen.api_listener``)."""
+    legacy = cfg.InterlinkURL.strip()
+    if not cfg.InterlinkAddress and legacy.startswith("https://"):
+        # The VK's own config: the URL it dials, whose TLS files are not this host's to check.
+        parts = urlsplit(legacy)
+        port = cfg.InterlinkPort or parts.port
+        if not parts.hostname or not port:
+            raise CLIFailure(f"configuration error: InterlinkURL {legacy!r} with InterlinkPort "
+                             f"{cfg.InterlinkPort!r} names no host and port", USAGE)
+        shown = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return f"https://{shown}:{port}"
     try:
         listener = api_listener(cfg.InterlinkAddress, cfg.InterlinkURL, cfg.InterlinkPort,
                                 cfg.TLS)

@@ -29,6 +29,9 @@ from interlink_common.wire import PodStatus
     ({"InterlinkURL": "http://node.example", "InterlinkPort": "3000"},
      "http://node.example:3000"),
     ({"InterlinkAddress": "unix:///run/interlink/api.sock"}, "unix:///run/interlink/api.sock"),
+    # The VK's own config (upstream's keys): the URL it dials, no TLS files of the server's.
+    ({"InterlinkURL": "https://gpu-node-1.example.org", "InterlinkPort": "3000"},
+     "https://gpu-node-1.example.org:3000"),
 ])
 def test_the_api_url_is_where_the_server_listens(keys: dict, url: str) -> None:
     assert api_url(InterLinkConfig.model_validate(keys)) == url
