@@ -190,7 +190,7 @@ async def delete(ctx: Context, ref: str, namespace: str) -> int:
     return 0
 
 
-async def sidecar_get(sc: Sidecar, path: str) -> httpx.Response:
+async def sidecar_get(sc: Sidecar, path: str, timeout: float = 30) -> httpx.Response:
     """GET one of the sidecar's operator routes (``/gpus``, ``/healthz``) as the API server
     calls it: its address, token and TLS."""
     headers = {}
@@ -202,7 +202,7 @@ async def sidecar_get(sc: Sidecar, path: str) -> httpx.Response:
     uds = sc.base[len("unix://"):] if sc.base.startswith("unix://") else None
     transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
     base = "http://sidecar" if uds else sc.base
-    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=30,
+    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout,
                                  verify=sc.ssl_context or True, trust_env=False) as http:
         try:
             return await http.get(path, headers=headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from interlink_common.config import ConfigError, InterLinkConfig, load_config, resolve_path
@@ -49,7 +50,8 @@ def api_url(cfg: InterLinkConfig) -> str:
         if not parts.hostname or not port:
             raise CLIFailure(f"configuration error: InterlinkURL {legacy!r} with InterlinkPort "
                              f"{cfg.InterlinkPort!r} names no host and port", USAGE)
-        shown = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        host = "127.0.0.1" if parts.hostname in WILDCARDS else parts.hostname
+        shown = f"[{host}]" if ":" in host else host
         return f"https://{shown}:{port}"
     try:
         listener = api_listener(cfg.InterlinkAddress, cfg.InterlinkURL, cfg.InterlinkPort,
@@ -85,12 +87,28 @@ def api_verify(cfg: InterLinkConfig | None, url: str, ca_file: str | None = None
     if urlsplit(url).hostname not in ("127.0.0.1", "::1", "localhost"):
         return True
     try:
-        context = ssl.create_default_context(cafile=cfg.TLS.CertFile)
-    except (OSError, ssl.SSLError):
+        own = own_certificate(cfg.TLS.CertFile)
+        # Only the server's own certificate, the file's first: a full-chain file also holds
+        # its issuer's, which would let any certificate that issuer signed stand in.
+        context = ssl.create_default_context(cadata=own) if own else None
+    except (OSError, ssl.SSLError, ValueError):
+        context = None
+    if context is None:
         return True  # not readable here: the system store, and its error if it fails
     context.check_hostname = False
     context.verify_flags |= PARTIAL_CHAIN
     return context
+
+
+def own_certificate(path: str) -> bytes | None:
+    """The first certificate of a PEM file, as DER; None when it holds none."""
+    text = Path(path).read_text(encoding="ascii", errors="replace")
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        return None
+    return ssl.PEM_cert_to_DER_cert(text[start:stop + len(end)])
 
 
 def vk_token_file(cfg: InterLinkConfig | None) -> str | None:

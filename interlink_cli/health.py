@@ -5,6 +5,8 @@ sidecar's ``/healthz`` (recovery done, listening), each where the config says it
 Without a service named, the one this container runs is read from PID 1's command line, so
 one image-wide ``HEALTHCHECK`` serves both. Exit 0 healthy, 1 not (the reason on stdout, which
 ``docker inspect`` keeps), 2 when the config or the service cannot be told.
+An API that requires client certificates (``TLS.CACertFile``) refuses this check, which has
+none: use a TCP check for it instead.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ async def health(config: str | None, service: str | None, ca_file: str | None = 
     else:
         sc = sidecar(cfg)
         try:
-            reply = await sidecar_get(sc, "/healthz")
+            reply = await sidecar_get(sc, "/healthz", timeout=TIMEOUT_S)
         except CLIFailure as exc:
             ok, line = False, str(exc)
         else:

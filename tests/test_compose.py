@@ -62,6 +62,10 @@ def compose_command() -> list[str]:
 def wheelhouse() -> Path:
     """The project's dependencies as wheels, fetched by this venv's pip (which reaches PyPI;
     containers here do not) and cached by pyproject.toml, so the image builds offline."""
+    if sys.version_info[:2] != (3, 11):
+        # The wheels are this Python's; the base image's is 3.11 (Debian bookworm's).
+        pytest.fail(f"the image's wheels are fetched for this Python ({sys.version.split()[0]}"
+                    "), which must be the base image's 3.11")
     pyproject = (ROOT / "pyproject.toml").read_bytes()
     key = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()[:16]
     wheels = CACHE / f"wheelhouse-{key}"

@@ -32,6 +32,7 @@ from interlink_common.wire import PodStatus
     # The VK's own config (upstream's keys): the URL it dials, no TLS files of the server's.
     ({"InterlinkURL": "https://gpu-node-1.example.org", "InterlinkPort": "3000"},
      "https://gpu-node-1.example.org:3000"),
+    ({"InterlinkURL": "https://0.0.0.0", "InterlinkPort": "3000"}, "https://127.0.0.1:3000"),
 ])
 def test_the_api_url_is_where_the_server_listens(keys: dict, url: str) -> None:
     assert api_url(InterLinkConfig.model_validate(keys)) == url
@@ -244,3 +245,38 @@ def test_tokens_in_clear_only_for_plain_http_on_a_network_address() -> None:
     assert warning("unix:///run/interlink-api/api.sock") is None
     assert warning("http://0.0.0.0", oidc=False) is None  # no tokens to leak
     assert warning("https://0.0.0.0", tls=TLSConfig(CertFile="c", KeyFile="k")) is None
+
+
+def test_health_reads_pid_1_or_asks_for_the_service(tmp_path: Path) -> None:
+    from interlink_cli.health import detect_service
+
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_bytes(b"/opt/interlink/bin/python\0/opt/interlink/bin/interlink-api\0")
+    assert detect_service(cmdline) == "api"
+    cmdline.write_bytes(b"/bin/sh\0")
+    with pytest.raises(CLIFailure, match="name the service") as err:
+        detect_service(cmdline)
+    assert err.value.code == USAGE
+    with pytest.raises(CLIFailure, match="name the service"):
+        detect_service(tmp_path / "absent")
+
+
+def test_only_the_servers_own_certificate_is_pinned(tmp_path: Path) -> None:
+    """A full-chain CertFile: the server's certificate is the anchor, not its issuer's."""
+    import ssl
+
+    from interlink_cli.endpoints import api_verify
+    from test_api_auth_process import _cert
+
+    ca, ca_key, ca_pem, _ = _cert(tmp_path, "ca", ca=True)
+    _, _, leaf_pem, _ = _cert(tmp_path, "leaf", issuer_cert=ca, issuer_key=ca_key)
+    chain = tmp_path / "fullchain.pem"
+    chain.write_text(Path(leaf_pem).read_text() + Path(ca_pem).read_text())
+    cfg = InterLinkConfig.model_validate({"TLS": {"Enabled": True, "CertFile": str(chain),
+                                                   "KeyFile": "k"}})
+    context = api_verify(cfg, "https://127.0.0.1:3000")
+    assert isinstance(context, ssl.SSLContext) and not context.check_hostname
+    # One anchor, and not the CA: certificates the CA signs for others do not chain to it.
+    assert context.cert_store_stats() == {"crl": 0, "x509": 1, "x509_ca": 0}
+    # Not on loopback: no pin, the system's store.
+    assert api_verify(cfg, "https://gpu-node-1.example.org:3000") is True
