@@ -16,7 +16,7 @@ from interlink_common.plugin_auth import TokenFile, TokenFileError
 from interlink_common.wire import PodStatus
 
 from . import output
-from .endpoints import Sidecar
+from .endpoints import Sidecar, http_client
 from .errors import UNREACHABLE, USAGE, CLIFailure
 from .pods_file import load_create_request
 from .state import PENDING, PodState, as_pod, pod_key
@@ -199,11 +199,7 @@ async def sidecar_get(sc: Sidecar, path: str, timeout: float = 30) -> httpx.Resp
             headers["Authorization"] = f"Bearer {TokenFile(sc.token_file).current()}"
         except TokenFileError as exc:
             raise CLIFailure(str(exc), USAGE) from None
-    uds = sc.base[len("unix://"):] if sc.base.startswith("unix://") else None
-    transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
-    base = "http://sidecar" if uds else sc.base
-    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout,
-                                 verify=sc.ssl_context or True, trust_env=False) as http:
+    async with http_client(sc.base, timeout=timeout, verify=sc.ssl_context or True) as http:
         try:
             return await http.get(path, headers=headers)
         except httpx.HTTPError as exc:

@@ -20,7 +20,8 @@ from interlink_common.config import ConfigError, InterLinkConfig, resolve_path
 from interlink_common.listen import api_listener, tokens_in_clear_warning
 
 from .commands import gpu_report, say, sidecar_get
-from .endpoints import Sidecar, api_url, api_verify, read_config, sidecar, vk_token_file
+from .endpoints import (Sidecar, api_url, api_verify, http_client, read_config, sidecar,
+                        vk_token_file)
 from .errors import CLIFailure
 
 
@@ -92,11 +93,7 @@ async def _gpus(sc: Sidecar) -> str:
 
 
 async def _api(url: str, verify: ssl.SSLContext | bool, in_clear: str | None) -> str:
-    transport = httpx.AsyncHTTPTransport(uds=url[len("unix://"):]) \
-        if url.startswith("unix://") else None
-    base = "http://interlink" if transport else url
-    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=15,
-                                 verify=verify, trust_env=False) as http:
+    async with http_client(url, timeout=15, verify=verify) as http:
         try:
             health = await http.get("/healthz")
             ready = await http.get("/readyz")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+
 from interlink_common.config import ConfigError, InterLinkConfig, load_config, resolve_path
 from interlink_common.listen import api_listener
 
@@ -27,6 +29,17 @@ class Sidecar:
     base: str
     token_file: str = ""
     ssl_context: ssl.SSLContext | None = None
+
+
+def http_client(base: str, *, timeout: float, verify: ssl.SSLContext | bool = True
+                ) -> httpx.AsyncClient:
+    """A client for ``http(s)://host:port`` or ``unix:///path``, without proxies (the servers
+    are this node's)."""
+    if base.startswith("unix://"):
+        return httpx.AsyncClient(base_url="http://interlink", timeout=timeout, verify=verify,
+                                 transport=httpx.AsyncHTTPTransport(uds=base[len("unix://"):]),
+                                 trust_env=False)
+    return httpx.AsyncClient(base_url=base, timeout=timeout, verify=verify, trust_env=False)
 
 
 def read_config(path: str | None, *, required: bool) -> InterLinkConfig | None:

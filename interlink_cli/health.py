@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from .commands import say, sidecar_get
-from .endpoints import api_url, api_verify, read_config, sidecar
+from .endpoints import api_url, api_verify, http_client, read_config, sidecar
 from .errors import USAGE, CLIFailure
 
 SERVICES = ("api", "sidecar")
@@ -51,10 +51,7 @@ def detect_service(proc_cmdline: Path = Path("/proc/1/cmdline")) -> str:
 
 
 async def _api(url: str, verify: ssl.SSLContext | bool) -> tuple[bool, str]:
-    uds = url[len("unix://"):] if url.startswith("unix://") else None
-    transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
-    async with httpx.AsyncClient(base_url="http://api" if uds else url, transport=transport,
-                                 timeout=TIMEOUT_S, verify=verify, trust_env=False) as http:
+    async with http_client(url, timeout=TIMEOUT_S, verify=verify) as http:
         try:
             reply = await http.get("/readyz")
         except httpx.HTTPError as exc:
