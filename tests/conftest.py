@@ -122,16 +122,20 @@ def sidecar_factory(docker_client, tmp_path_factory) -> Iterator[Callable[..., S
 
 SECURITY_DIR = Path(__file__).resolve().parent / "security"
 UNIT_DIR = Path(__file__).resolve().parent / "unit"
+FAULTS_DIR = Path(__file__).resolve().parent / "faults"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test under tests/security/ is an attack on the node, made as a hostile tenant
     would make it: marked ``security`` (``-m security`` runs them alone). Every test under
     tests/unit/ needs no process and no engine: marked ``unit`` (``-m unit``, ``-m "not
-    unit"``)."""
+    unit"``). Every test under tests/faults/ breaks a part of the node on purpose: marked
+    ``faults``."""
     for item in items:
         parents = Path(str(item.fspath)).resolve().parents
         if SECURITY_DIR in parents:
             item.add_marker(pytest.mark.security)
         if UNIT_DIR in parents:
             item.add_marker(pytest.mark.unit)
+        if FAULTS_DIR in parents:
+            item.add_marker(pytest.mark.faults)
