@@ -1,6 +1,6 @@
 """What every benchmark reports: rows of a measured figure next to its baseline from the same run.
 
-A benchmark module's ``run(quick: bool) -> Section`` returns one ``Section``; ``scripts/bench``
+A benchmark module's ``run(quick: bool) -> list[Section]`` returns its sections; ``scripts/bench``
 keeps every section in ``docs/perf/results.json`` and renders ``docs/PERFORMANCE.md`` from it.
 A figure is a ``Stat`` (median with its spread) built from raw samples by ``Stat.of``. Whether a
 target is met is decided here, from the numbers, never written by hand.
